@@ -1,0 +1,3 @@
+"""Publish a folder to S3: build artifacts and static websites."""
+
+__version__ = "2.0.0.dev0"
