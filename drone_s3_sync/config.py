@@ -1,0 +1,478 @@
+"""Settings from flags, PLUGIN_* environment variables and a YAML file.
+
+One table (`OPTIONS`) names every setting once: its flag, its environment
+variables in priority order, its type and default. Precedence is
+flags > environment > config file > defaults. Nothing here reads
+`os.environ` itself: callers pass the environment in, so tests and the
+Python API stay hermetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+CANNED_ACLS = (
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+)
+
+Rules = Tuple[Tuple[str, str], ...]
+MetadataRules = Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]
+
+_TRUE = {"1", "t", "true", "y", "yes", "on"}
+_FALSE = {"0", "f", "false", "n", "no", "off", ""}
+
+
+# ---------------------------------------------------------------- value parsers
+# Each parser takes the raw value (a string from the environment or a flag, or a
+# YAML value from the config file) and returns the typed value or raises
+# ConfigError naming the setting.
+
+
+def _text(name: str, raw: Any) -> str:
+    if isinstance(raw, (dict, list)):
+        raise ConfigError(name, f"expected a single value, got {type(raw).__name__}")
+    return str(raw).strip()
+
+
+def parse_bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = _text(name, raw).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(name, f"{raw!r} is not a boolean; use true or false")
+
+
+def parse_int(name: str, raw: Any, *, minimum: int = 1, maximum: int = 1000) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(name, "expected a whole number")
+    try:
+        value = raw if isinstance(raw, int) else int(_text(name, raw), 0)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"{value} is out of range; use {minimum} to {maximum}")
+    return value
+
+
+def _header_value(name: str, value: Any, where: str = "") -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise ConfigError(name, f"{where}expected a text value, got {type(value).__name__}")
+    text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
+    if not text:
+        raise ConfigError(name, f"{where}empty value")
+    if any(ord(c) < 32 or ord(c) > 126 for c in text):
+        raise ConfigError(name, f"{where}{text!r}: header values must be printable ASCII")
+    return text
+
+
+def _json_or_value(name: str, raw: Any) -> Any:
+    """Drone sends YAML maps as JSON text; a YAML file gives real maps."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("{") or text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(name, f"invalid JSON ({exc.msg} at character {exc.pos})") from None
+        return text
+    return raw
+
+
+def parse_rules(name: str, raw: Any, check: Optional[Callable[[str, str], str]] = None) -> Rules:
+    """A plain value for every file, or an ordered map of pattern -> value."""
+    value = _json_or_value(name, raw)
+    if isinstance(value, list):
+        raise ConfigError(name, "expected a value or a map of pattern to value, got a list")
+    if not isinstance(value, dict):
+        items = [("*", value)]
+    else:
+        items = list(value.items())
+    rules = []
+    for pattern, item in items:
+        where = "" if not isinstance(value, dict) else f"rule {pattern!r}: "
+        text = _header_value(name, item, where)
+        if check is not None:
+            text = check(text, where)
+        rules.append((str(pattern), text))
+    return tuple(rules)
+
+
+def _check_acl(name: str) -> Callable[[str, str], str]:
+    def check(value: str, where: str) -> str:
+        if value not in CANNED_ACLS:
+            hint = difflib.get_close_matches(value, CANNED_ACLS, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(name, f"{where}{value!r} is not a canned ACL{suggestion}; use one of {', '.join(CANNED_ACLS)}")
+        return value
+
+    return check
+
+
+_META_NAME = re.compile(r"^[A-Za-z0-9!#$&'*+.^_`|~-]+$")
+
+
+def _metadata_map(name: str, value: Mapping, where: str) -> Tuple[Tuple[str, str], ...]:
+    pairs = []
+    for key, item in value.items():
+        key = str(key).strip()
+        if not _META_NAME.match(key):
+            raise ConfigError(name, f"{where}{key!r} is not a valid metadata name")
+        pairs.append((key.lower(), _header_value(name, item, f"{where}{key}: ")))
+    return tuple(sorted(pairs))
+
+
+def parse_metadata(name: str, raw: Any) -> MetadataRules:
+    """A flat map for every file, or an ordered map of glob -> map."""
+    value = _json_or_value(name, raw)
+    if not isinstance(value, dict):
+        raise ConfigError(name, 'expected a map like {"key": "value"} or {"*.png": {"key": "value"}}')
+    nested = [isinstance(v, dict) for v in value.values()]
+    if value and all(nested):
+        return tuple((str(p), _metadata_map(name, m, f"rule {p!r}: ")) for p, m in value.items())
+    if any(nested):
+        raise ConfigError(name, "mixes plain values and per-pattern maps; use one form")
+    return (("*", _metadata_map(name, value, "")),) if value else ()
+
+
+def parse_redirects(name: str, raw: Any) -> Tuple[Tuple[str, str], ...]:
+    value = _json_or_value(name, raw)
+    if not isinstance(value, dict):
+        raise ConfigError(name, 'expected a map of key to location, like {"old/page.html": "/new/page.html"}')
+    result = []
+    for key, location in value.items():
+        key_text = str(key).strip().lstrip("/")
+        if not key_text or key_text.endswith("/"):
+            raise ConfigError(name, f"{key!r} is not an object key")
+        check_relative(name, key_text)
+        result.append((key_text, _header_value(name, location, f"{key}: ")))
+    return tuple(result)
+
+
+def check_relative(name: str, path: str) -> None:
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ConfigError(name, f"{path!r} must not contain '.' or '..' segments")
+
+
+def parse_target(name: str, raw: Any) -> str:
+    """Normalise to a key prefix: "" for the bucket root, else "a/b/"."""
+    text = _text(name, raw)
+    parts = [p for p in text.split("/") if p]
+    check_relative(name, "/".join(parts))
+    if "\\" in text:
+        raise ConfigError(name, "use '/' to separate folders")
+    return "/".join(parts) + "/" if parts else ""
+
+
+def parse_endpoint(name: str, raw: Any) -> str:
+    text = _text(name, raw)
+    if not text:
+        return ""
+    if "://" not in text:
+        text = "https://" + text
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in text:
+        raise ConfigError(name, f"{raw!r} is not an http(s) URL or host name")
+    try:
+        parsed.port
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} has an invalid port") from None
+    return text.rstrip("/")
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$", re.IGNORECASE)
+# Website and virtual-host names that the plugin's own docs put in `bucket:`.
+_BUCKET_HOST = re.compile(
+    r"^(?P<bucket>.+?)\.s3(?:-website)?(?:[.-](?P<region>[a-z]{2}(?:-[a-z]+)+-\d))?\.amazonaws\.com$"
+)
+
+
+def parse_bucket(name: str, raw: Any) -> Tuple[str, Optional[str]]:
+    """Returns (bucket, region found in a host name or None)."""
+    text = _text(name, raw)
+    if text.startswith("s3://"):
+        text = text[5:].rstrip("/")
+    match = _BUCKET_HOST.match(text)
+    region = None
+    if match:
+        text, region = match.group("bucket"), match.group("region")
+    if not _BUCKET.match(text):
+        raise ConfigError(name, f"{raw!r} is not a bucket name")
+    return text, region
+
+
+def parse_region(name: str, raw: Any) -> str:
+    text = _text(name, raw)
+    if not re.match(r"^[a-z0-9-]+$", text):
+        raise ConfigError(name, f"{raw!r} is not a region name like us-east-1")
+    return text
+
+
+def parse_distributions(name: str, raw: Any) -> Tuple[str, ...]:
+    items = raw if isinstance(raw, list) else _text(name, raw).split(",")
+    ids = tuple(str(i).strip() for i in items if str(i).strip())
+    for dist in ids:
+        if not re.match(r"^[A-Za-z0-9]+$", dist):
+            raise ConfigError(name, f"{dist!r} is not a distribution id")
+    return ids
+
+
+def parse_text(name: str, raw: Any) -> str:
+    return _text(name, raw)
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    env: Tuple[str, ...]
+    parse: Callable[[str, Any], Any]
+    help: str
+    metavar: str = "VALUE"
+    flag: bool = False  # a boolean switch on the command line
+    secret: bool = False
+
+
+OPTIONS: Tuple[Option, ...] = (
+    Option("bucket", ("PLUGIN_BUCKET",), parse_text, "Bucket name (required). An S3 website or virtual-host name such as my-bucket.s3-website-us-east-1.amazonaws.com is accepted too.", "NAME"),
+    Option("region", ("PLUGIN_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"), parse_region, "Bucket region. Default: us-east-1.", "REGION"),
+    Option("source", ("PLUGIN_SOURCE",), parse_text, "Local folder to publish, or a glob such as 'dist/**/*.html' (keys are relative to the part before the first wildcard). Relative to the working directory (to the config file's folder for --config). Default: '.'.", "PATH"),
+    Option("target", ("PLUGIN_TARGET",), parse_target, "Key prefix in the bucket; '/' is the bucket root. Default: '/'.", "PREFIX"),
+    Option("delete", ("PLUGIN_DELETE",), parse_bool, "Delete objects under the target that are not in the source (after all uploads succeeded).", flag=True),
+    Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
+    Option("content_type", ("PLUGIN_CONTENT_TYPE",), parse_rules, "Content-Type for all files, or a map of '.ext'/glob to type. Default: built-in table.", "TYPE|MAP"),
+    Option("content_encoding", ("PLUGIN_CONTENT_ENCODING",), parse_rules, "Content-Encoding for all files, or a map of '.ext'/glob to encoding. Default: none.", "ENC|MAP"),
+    Option("cache_control", ("PLUGIN_CACHE_CONTROL",), parse_rules, "Cache-Control for all files, or a map of '.ext'/glob to value. Default: none.", "VALUE|MAP"),
+    Option("metadata", ("PLUGIN_METADATA",), parse_metadata, "User metadata: a map for all files, or a map of glob to map.", "MAP"),
+    Option("redirects", ("PLUGIN_REDIRECTS",), parse_redirects, "Map of key (relative to the target) to redirect location, written as zero-byte objects with x-amz-website-redirect-location.", "MAP"),
+    Option("cloudfront_distribution", ("PLUGIN_CLOUDFRONT_DISTRIBUTION",), parse_distributions, "CloudFront distribution id(s) to invalidate for the paths this run changed.", "ID"),
+    Option("dry_run", ("PLUGIN_DRY_RUN", "DRY_RUN"), parse_bool, "Print the plan; write nothing and invalidate nothing.", flag=True),
+    Option("endpoint", ("PLUGIN_ENDPOINT", "S3_SYNC_ENDPOINT", "S3_ENDPOINT"), parse_endpoint, "S3-compatible endpoint URL (a bare host gets https://).", "URL"),
+    Option("path_style", ("PLUGIN_PATH_STYLE",), parse_bool, "Use path-style addressing (http://host/bucket/key).", flag=True),
+    Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
+    Option("access_key", ("PLUGIN_ACCESS_KEY",), parse_text, "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
+    Option("secret_key", ("PLUGIN_SECRET_KEY",), parse_text, "Secret access key; used only with access_key.", "SECRET", secret=True),
+)
+OPTION_NAMES = tuple(o.name for o in OPTIONS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, parsed and validated. Build it with `from_sources` or by keyword."""
+
+    bucket: str = ""
+    region: str = "us-east-1"
+    source: str = "."
+    target: str = ""
+    delete: bool = False
+    acl: Rules = ()
+    content_type: Rules = ()
+    content_encoding: Rules = ()
+    cache_control: Rules = ()
+    metadata: MetadataRules = ()
+    redirects: Tuple[Tuple[str, str], ...] = ()
+    cloudfront_distribution: Tuple[str, ...] = ()
+    dry_run: bool = False
+    endpoint: str = ""
+    path_style: bool = False
+    max_concurrency: int = 32
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    base_dir: str = ""  # folder a relative source is resolved against; "" = cwd
+    debug: bool = False
+
+    @classmethod
+    def create(cls, **values: Any) -> "Settings":
+        """The Python API: raw values (strings, maps, lists) in, validated Settings out."""
+        return build_settings(values)
+
+    def source_path(self) -> str:
+        base = self.base_dir or os.getcwd()
+        return os.path.normpath(os.path.join(base, os.path.expanduser(self.source)))
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+
+def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = False,
+                   origin: Optional[Mapping[str, str]] = None) -> Settings:
+    """Validate raw values keyed by setting name. `origin` maps a name to where it came from."""
+    origin = origin or {}
+    by_name = {o.name: o for o in OPTIONS}
+    values: Dict[str, Any] = {"base_dir": base_dir, "debug": debug}
+    region_from_bucket = None
+    for name, raw_value in raw.items():
+        if name not in by_name:
+            raise ConfigError(name, unknown_setting_message(name))
+        if raw_value is None:
+            continue
+        label = origin.get(name, name)
+        if name == "bucket":
+            values["bucket"], region_from_bucket = parse_bucket(label, raw_value)
+            continue
+        values[name] = by_name[name].parse(label, raw_value)
+    if not values.get("bucket"):
+        raise ConfigError(origin.get("bucket", "bucket"), "is required (PLUGIN_BUCKET, --bucket or 'bucket:' in the config file)")
+    if "region" not in values or not values["region"]:
+        values["region"] = region_from_bucket or "us-east-1"
+    if not values.get("source"):
+        values.pop("source", None)
+    if bool(values.get("access_key")) != bool(values.get("secret_key")):
+        # Half a key pair is ignored, as the original plugin did; the credential chain applies.
+        values["access_key"] = values["secret_key"] = ""
+    return Settings(**values)
+
+
+def unknown_setting_message(name: str) -> str:
+    hint = difflib.get_close_matches(name.lower().replace("-", "_"), OPTION_NAMES, n=1, cutoff=0.6)
+    return "unknown setting" + (f"; did you mean {hint[0]!r}?" if hint else "")
+
+
+# ---------------------------------------------------------------- sources
+
+
+def from_environment(environ: Mapping[str, str]) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Values and their variable names; the first non-empty variable of an option wins."""
+    values, origin = {}, {}
+    for option in OPTIONS:
+        for var in option.env:
+            value = environ.get(var)
+            if value is not None and value.strip() != "":
+                values[option.name] = value
+                origin[option.name] = var
+                break
+    return values, origin
+
+
+def load_config_file(path: str) -> Tuple[Dict[str, Any], str]:
+    """The YAML file's settings and the folder relative paths are resolved against."""
+    import yaml  # only needed for --config; keeps start-up lean otherwise
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if isinstance(data, dict) and set(data) == {"settings"} and isinstance(data["settings"], dict):
+        data = data["settings"]
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path} must hold a map of settings")
+    normalized = {}
+    for key, value in data.items():
+        name = str(key).strip().lower().replace("-", "_")
+        if name not in OPTION_NAMES:
+            raise ConfigError(f"config {path}: {key}", unknown_setting_message(name))
+        normalized[name] = value
+    return normalized, os.path.dirname(os.path.abspath(path))
+
+
+def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+    )
+    for option in OPTIONS:
+        flag = "--" + option.name.replace("_", "-")
+        env = ", ".join(option.env)
+        text = f"{option.help} [env: {env}]"
+        if option.flag:
+            parser.add_argument(flag, dest=option.name, action="store_const", const="true", default=None, help=text)
+            parser.add_argument("--no-" + option.name.replace("_", "-"), dest=option.name, action="store_const",
+                                const="false", help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(flag, dest=option.name, metavar=option.metavar, default=None, help=text)
+    parser.add_argument("--config", metavar="FILE", help="YAML file with the same keys as the Drone 'settings:' block.")
+    parser.add_argument("--version", action="version", version=version_text(__version__))
+    return parser
+
+
+def version_text(version: str) -> str:
+    import boto3
+    import s3transfer
+
+    return f"drone-s3-sync {version} (boto3 {boto3.__version__}, s3transfer {s3transfer.__version__})"
+
+
+def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Flags over environment over config file over defaults."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    raw: Dict[str, Any] = {}
+    origin: Dict[str, str] = {}
+    base_dir = ""
+    if args.config:
+        file_values, base_dir = load_config_file(args.config)
+        raw.update(file_values)
+        origin.update({k: f"{k} (in {args.config})" for k in file_values})
+    env_values, env_origin = from_environment(environ)
+    raw.update(env_values)
+    origin.update(env_origin)
+    for option in OPTIONS:
+        value = getattr(args, option.name)
+        if value is not None:
+            raw[option.name] = value
+            origin[option.name] = "--" + option.name.replace("_", "-")
+    if "source" in env_values or args.source is not None:
+        base_dir = ""  # a source given on the command line or by Drone is relative to the cwd
+    debug = environ.get("DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    return build_settings(raw, base_dir=base_dir, debug=debug, origin=origin)
+
+
+def secrets_of(settings: Settings, environ: Mapping[str, str]) -> List[str]:
+    """Every secret value this run could print by accident; the log filter masks them."""
+    values = [settings.secret_key, settings.access_key]
+    for var in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PLUGIN_SECRET_KEY", "AWS_ACCESS_KEY_ID"):
+        values.append(environ.get(var, ""))
+    return [v.strip() for v in values if v and len(v.strip()) >= 4]
+
+
+HELP_DESCRIPTION = """\
+Publish a folder to an S3 bucket: upload what changed, fix headers that drifted,
+write website redirects, optionally delete what is gone, and invalidate exactly
+the CloudFront paths that changed.
+
+Settings come from (highest priority first) these flags, PLUGIN_* environment
+variables (how Drone and Woodpecker pass a step's `settings:`), a YAML file given
+with --config, and the defaults. Maps are JSON in flags and variables, YAML maps
+in the file. In a rule map, a key like ".svg" or "" matches by extension (""
+means no extension); any other key is a glob on the path relative to the source,
+where * also matches '/'. The first matching rule, in the order written, wins.
+"""
+
+HELP_EPILOG = """\
+examples:
+  drone-s3-sync --bucket my-site --source public --delete \\
+      --cache-control '{".html": "max-age=60", "assets/*": "max-age=31536000"}'
+  PLUGIN_BUCKET=my-site PLUGIN_SOURCE=public drone-s3-sync
+  drone-s3-sync --config deploy.yml --dry-run
+
+exit status: 0 success, 1 some operation failed, 2 invalid settings.
+Set DEBUG=1 for detailed logs (secrets are never printed).
+"""

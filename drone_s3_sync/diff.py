@@ -1,0 +1,167 @@
+"""Decide what to do with every key: a pure function of local files, the bucket
+listing, the digests and object details gathered so far, and the settings.
+
+The pipeline calls it in two steps because what must be fetched depends on the
+listing: `hash_needs` says which files to hash (only those whose remote copy has
+the same size), `detail_needs` which objects need a HeadObject (those whose
+content matches, to compare headers and ACL, and those whose ETag cannot be
+an MD5), and `make_plan` turns it all into a Plan.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from .config import Settings
+from .digest import Digest, candidate_part_sizes, parse_etag
+from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
+from .remote import COPY_LIMIT
+from .rules import HeaderRules
+
+# Canned ACLs that S3 reports back as plain owner FULL_CONTROL when the bucket
+# owner and the object owner are the same account.
+_ACL_SAME_AS = {
+    "bucket-owner-full-control": {"private", "bucket-owner-full-control"},
+    "bucket-owner-read": {"private", "bucket-owner-read"},
+    "aws-exec-read": {"bucket-owner-read", "aws-exec-read"},
+}
+
+
+def acl_matches(desired: str, observed: str) -> bool:
+    return desired == observed or observed in _ACL_SAME_AS.get(desired, ())
+
+
+def header_differences(desired: ObjectHeaders, remote: ObjectHeaders) -> List[str]:
+    names = [n for n in desired.differences(remote) if n != "acl"]
+    if not acl_matches(desired.acl, remote.acl):
+        names.append("acl")
+    return names
+
+
+def hash_needs(local: LocalFile, remote: Optional[RemoteObject]) -> Optional[Tuple[bool, List[int]]]:
+    """(need the MD5?, multipart part sizes to try) or None when no hash can help."""
+    if remote is None or remote.size != local.size:
+        return None
+    _, parts = parse_etag(remote.etag)
+    if parts:
+        return False, candidate_part_sizes(local.size, parts)
+    return True, []
+
+
+def content_matches(remote: RemoteObject, digest: Optional[Digest], details: Optional[RemoteDetails]) -> Optional[bool]:
+    """True/False when known; None when only the object's details can tell."""
+    if digest is None:
+        return False
+    value, parts = parse_etag(remote.etag)
+    etag = f"{value}-{parts}" if parts else value
+    if parts and etag in digest.multipart.values():
+        return True
+    if not parts and digest.md5 == value:
+        return True
+    # The ETag is not the MD5 we computed: the content changed, or the ETag is not
+    # an MD5 at all (SSE-KMS, SSE-C, a multipart size we could not infer). An MD5
+    # recorded in the object's metadata settles it.
+    if details is None:
+        return None
+    if details.md5:
+        return None if digest.md5 is None else details.md5 == digest.md5
+    return False
+
+
+def needs_md5_metadata(details: Optional[RemoteDetails]) -> bool:
+    """Objects whose ETag will not be an MD5 get the MD5 recorded in metadata."""
+    return details is not None and details.sse in ("aws:kms", "aws:kms:dsse", "SSE-C")
+
+
+def redirect_keys(settings: Settings) -> List[Tuple[str, str, str]]:
+    """(key, relative key, location) of each redirect."""
+    return [(settings.target + rel, rel, location) for rel, location in settings.redirects]
+
+
+def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], settings: Settings,
+                 known: Mapping[str, RemoteDetails]) -> Set[str]:
+    """Keys whose HeadObject/GetObjectAcl the plan depends on and that are not yet known."""
+    # Every same-size object: its headers and ACL decide between skip and update
+    # when the content matches, and its encryption and recorded MD5 decide when
+    # the ETag alone cannot (SSE-KMS, multipart of an unknown part size).
+    keys = {local.key for local in locals_
+            if local.key not in known and (remote := remotes.get(local.key)) is not None and remote.size == local.size}
+    for key, _, _ in redirect_keys(settings):
+        remote = remotes.get(key)
+        if remote is not None and remote.size == 0 and key not in known:
+            keys.add(key)
+    if settings.delete:
+        # A zero-byte orphan may be a redirect written by an earlier run or by hand:
+        # redirects are never deleted, and only the object's headers tell.
+        local_keys = {local.key for local in locals_}
+        keys.update(key for key, remote in remotes.items()
+                    if remote.size == 0 and key not in local_keys and key not in known and not key.endswith("/"))
+    return keys
+
+
+def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
+              digests: Mapping[str, Digest], details: Mapping[str, RemoteDetails],
+              settings: Settings, rules: Optional[HeaderRules] = None) -> Plan:
+    rules = rules or HeaderRules(settings)
+    actions: List[Action] = []
+    written: Set[str] = set()
+    redirects = redirect_keys(settings)
+    redirect_set = {key for key, _, _ in redirects}
+    for local in locals_:
+        if local.key in redirect_set:
+            continue  # the redirect takes the key; make_plan's caller reports the clash
+        written.add(local.key)
+        desired = rules.headers_for(local.rel, local.path)
+        actions.append(_file_action(local, desired, remotes.get(local.key), digests.get(local.key), details.get(local.key)))
+    for key, rel, location in redirects:
+        written.add(key)
+        desired = rules.headers_for(rel, "", redirect=location)
+        actions.append(_redirect_action(key, desired, remotes.get(key), details.get(key)))
+    if settings.delete:
+        for key, remote in remotes.items():
+            if key in written or key.endswith("/") or not key.startswith(settings.target):
+                continue  # folder markers are not files; keys outside the target are never ours
+            if key in details and details[key].headers.redirect:
+                continue  # redirects are never deleted
+            actions.append(Action(Kind.DELETE, key, Reason.ORPHAN, size=remote.size))
+    actions.sort(key=lambda a: a.key.encode("utf-8"))
+    return Plan(actions)
+
+
+def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[RemoteObject],
+                 digest: Optional[Digest], detail: Optional[RemoteDetails]) -> Action:
+    md5 = digest.md5 if digest and needs_md5_metadata(detail) else None
+    if remote is None:
+        return Action(Kind.UPLOAD, local.key, Reason.NEW, local, desired, local.size)
+    if remote.size != local.size:
+        return Action(Kind.UPLOAD, local.key, Reason.SIZE, local, desired, local.size, md5=md5)
+    if not content_matches(remote, digest, detail):
+        return Action(Kind.UPLOAD, local.key, Reason.CONTENT, local, desired, local.size, md5=md5)
+    if detail is None:  # headers unknown: the pipeline always fetches them; stay safe anyway
+        return Action(Kind.UPDATE, local.key, Reason.HEADERS, local, desired, local.size, detail="unknown")
+    changed = header_differences(desired, detail.headers)
+    if not changed:
+        return Action(Kind.SKIP, local.key, Reason.UNCHANGED, local, desired, local.size)
+    reason = Reason.ACL if changed == ["acl"] else Reason.HEADERS
+    if local.size > COPY_LIMIT:  # CopyObject cannot copy it; upload the bytes again
+        return Action(Kind.UPLOAD, local.key, reason, local, desired, local.size, ", ".join(changed), md5=detail.md5)
+    return Action(Kind.UPDATE, local.key, reason, local, desired, local.size, ", ".join(changed), remote=detail)
+
+
+def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteObject],
+                     detail: Optional[RemoteDetails]) -> Action:
+    if remote is None:
+        return Action(Kind.REDIRECT, key, Reason.NEW, headers=desired)
+    if remote.size != 0 or detail is None:
+        return Action(Kind.REDIRECT, key, Reason.REDIRECT_CHANGED, headers=desired)
+    changed = header_differences(desired, detail.headers)
+    if not changed:
+        return Action(Kind.SKIP, key, Reason.UNCHANGED, headers=desired)
+    reason = Reason.REDIRECT_CHANGED if "redirect" in changed else Reason.HEADERS
+    return Action(Kind.REDIRECT, key, reason, headers=desired, detail=", ".join(changed))
+
+
+def clashes(locals_: Iterable[LocalFile], settings: Settings) -> List[str]:
+    """Keys that are both a local file and a redirect."""
+    redirect_set = {key for key, _, _ in redirect_keys(settings)}
+    return sorted(local.key for local in locals_ if local.key in redirect_set)

@@ -1,0 +1,25 @@
+"""One exception hierarchy; only the CLI maps it to exit codes."""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base class for errors this tool reports without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(SyncError):
+    """A setting is missing or invalid. Raised before any request is sent."""
+
+    exit_code = 2
+
+    def __init__(self, setting: str, message: str):
+        self.setting = setting
+        super().__init__(f"{setting}: {message}")
+
+
+class RemoteError(SyncError):
+    """S3 or CloudFront refused a request that the whole run depends on."""
+
+    exit_code = 1

@@ -1,0 +1,143 @@
+"""The values that flow between the pipeline stages. Nothing else lives here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file under the source; `rel` is its NFC, POSIX path relative to the source."""
+
+    rel: str
+    key: str
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """An object as the bucket listing describes it (no per-object request)."""
+
+    key: str
+    size: int
+    etag: str  # without quotes, lower case
+
+
+@dataclass(frozen=True)
+class ObjectHeaders:
+    """What a settings rule set says an object should carry; compared by value.
+
+    `metadata` is a sorted tuple of (lower-case name, value) so that two header
+    sets compare equal regardless of how S3 cased the names.
+    """
+
+    content_type: str
+    content_encoding: Optional[str] = None
+    cache_control: Optional[str] = None
+    metadata: Tuple[Tuple[str, str], ...] = ()
+    acl: str = "private"
+    redirect: Optional[str] = None
+
+    def differences(self, other: "ObjectHeaders") -> List[str]:
+        """Names of the fields in which `other` differs from this one."""
+        names = []
+        for name in ("content_type", "content_encoding", "cache_control", "metadata", "acl", "redirect"):
+            if getattr(self, name) != getattr(other, name):
+                names.append(name)
+        return names
+
+
+@dataclass(frozen=True)
+class RemoteDetails:
+    """What a HeadObject (and GetObjectAcl) told about one object."""
+
+    headers: ObjectHeaders
+    sse: Optional[str] = None  # "aws:kms", "AES256", "SSE-C", ...
+    md5: Optional[str] = None  # hex MD5 recorded in metadata by an earlier upload
+    kms_key: Optional[str] = None
+    storage_class: Optional[str] = None
+
+
+class Kind(enum.Enum):
+    UPLOAD = "upload"
+    UPDATE = "update"  # metadata-only copy onto itself
+    REDIRECT = "redirect"
+    DELETE = "delete"
+    SKIP = "skip"
+
+
+class Reason(enum.Enum):
+    NEW = "new"
+    CONTENT = "content changed"
+    SIZE = "size changed"
+    HEADERS = "headers changed"
+    ACL = "acl changed"
+    REDIRECT_CHANGED = "redirect changed"
+    ORPHAN = "not in source"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    key: str
+    reason: Reason
+    local: Optional[LocalFile] = None
+    headers: Optional[ObjectHeaders] = None
+    size: int = 0
+    detail: str = ""  # e.g. which header fields differ
+    md5: Optional[str] = None  # recorded as metadata when the ETag will not be an MD5
+    remote: Optional[RemoteDetails] = None  # for header updates: what the copy must keep
+
+    @property
+    def writes(self) -> bool:
+        return self.kind is not Kind.SKIP
+
+
+@dataclass
+class Plan:
+    """Every key the run looked at, each in exactly one action, sorted by key."""
+
+    actions: List[Action] = field(default_factory=list)
+
+    def of(self, *kinds: Kind) -> List[Action]:
+        return [a for a in self.actions if a.kind in kinds]
+
+    def counts(self) -> Dict[Kind, int]:
+        result = {kind: 0 for kind in Kind}
+        for action in self.actions:
+            result[action.kind] += 1
+        return result
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Summary:
+    plan: Plan
+    outcomes: List[Outcome] = field(default_factory=list)
+    skipped_deletes: int = 0
+    delete_blocked_reason: str = ""
+    invalidation_paths: List[str] = field(default_factory=list)
+    invalidation_ids: List[str] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def failures(self) -> List[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if (self.failures or self.errors) else 0

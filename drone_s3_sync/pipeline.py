@@ -1,0 +1,242 @@
+"""Wires the stages: (scan || list) -> hash -> details -> diff -> transfer ->
+delete -> invalidate. It owns the thread pools; the stages take values and
+return values."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Mapping, Optional, Sequence, Set
+
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.subscribers import BaseSubscriber
+
+from . import diff
+from .config import Settings
+from .digest import Digest, file_digest
+from .errors import ConfigError
+from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
+from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
+from .remote import Store, error_text
+from .report import Reporter
+from .rules import HeaderRules
+from .scan import scan
+
+log = logging.getLogger("drone_s3_sync")
+
+
+def hash_workers() -> int:
+    # hashlib releases the GIL on large buffers: one thread per core keeps every
+    # core busy, a couple more hide disk latency.
+    return (os.cpu_count() or 1) + 2
+
+
+def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool: ThreadPoolExecutor,
+               *, force_md5: Set[str] = frozenset()) -> Dict[str, Digest]:
+    """Hash only the files whose remote copy has the same size: nothing else can match."""
+    jobs = {}
+    for local in locals_:
+        need = diff.hash_needs(local, remotes.get(local.key))
+        if need is None:
+            continue
+        md5, part_sizes = need
+        jobs[local.key] = pool.submit(file_digest, local.path, md5=md5 or local.key in force_md5, part_sizes=part_sizes)
+    digests = {}
+    for key, future in jobs.items():
+        try:
+            digests[key] = future.result()
+        except OSError as exc:
+            log.warning("cannot read %s: %s", key, exc.strerror)
+    return digests
+
+
+def fetch_details(store: Store, keys: Set[str], pool: ThreadPoolExecutor) -> tuple:
+    """HeadObject + GetObjectAcl for each key; (details, {key: error})."""
+    futures = {key: pool.submit(store.details, key) for key in sorted(keys)}
+    details: Dict[str, RemoteDetails] = {}
+    errors: Dict[str, str] = {}
+    for key, future in futures.items():
+        try:
+            details[key] = future.result()
+        except (ClientError, BotoCoreError) as exc:
+            errors[key] = error_text(exc)
+    return details, errors
+
+
+class Run:
+    """One sync run; `execute` returns the Summary."""
+
+    def __init__(self, settings: Settings, *, store: Optional[Store] = None, reporter: Optional[Reporter] = None,
+                 cloudfront=None):
+        self.settings = settings
+        self.store = store or Store(settings)
+        self.reporter = reporter or Reporter(dry_run=settings.dry_run)
+        self.cloudfront = cloudfront
+        self.rules = HeaderRules(settings)
+
+    def execute(self) -> Summary:
+        started = time.monotonic()
+        settings, store = self.settings, self.store
+        self.reporter.start(settings.bucket, settings.target, settings.endpoint)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
+            listing = lister.submit(store.list, settings.target)
+            try:
+                scanned = scan(settings.source_path(), settings.target)
+                clash = diff.clashes(scanned.files, settings)
+                if clash:
+                    raise ConfigError("redirects", f"{clash[0]} is also a file in the source; remove one of them")
+            except BaseException:
+                listing.cancel()
+                raise
+            remotes = listing.result()
+        for problem in scanned.problems:
+            self.reporter.warn(problem)
+        log.debug("%d local files, %d remote objects under %r", len(scanned.files), len(remotes), settings.target)
+
+        with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
+            digests = hash_files(scanned.files, remotes, hasher)
+            with ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="head") as heads:
+                details, detail_errors = fetch_details(store, diff.detail_needs(scanned.files, remotes, settings, {}), heads)
+            # An MD5 recorded in metadata can settle what the ETag could not; that
+            # needs the whole-file MD5 of files we hashed only by parts.
+            recheck = {f.key for f in scanned.files if f.key in details and details[f.key].md5
+                       and f.key in digests and digests[f.key].md5 is None}
+            if recheck:
+                digests.update(hash_files([f for f in scanned.files if f.key in recheck], remotes, hasher,
+                                          force_md5=recheck))
+
+        plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules)
+        summary = Summary(plan=plan, dry_run=settings.dry_run)
+        if detail_errors:
+            plan.actions = [a if a.key not in detail_errors else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
+                            for a in plan.actions]
+            for key, error in sorted(detail_errors.items()):
+                summary.errors.append(f"{key}: cannot read its headers: {error}")
+        if scanned.problems:
+            summary.errors.extend(scanned.problems)
+
+        if settings.dry_run:
+            self.reporter.plan(plan)
+            summary.invalidation_paths = self._paths(plan.actions) if settings.cloudfront_distribution else []
+        else:
+            self.reporter.skipped(plan.of(Kind.SKIP))
+            summary.outcomes.extend(self._transfer(plan))
+            summary.outcomes.extend(self._delete(plan, summary))
+            self._invalidate(summary)
+        summary.seconds = time.monotonic() - started
+        self.reporter.summary(summary)
+        return summary
+
+    # ---------------------------------------------------------------- stages
+    def _transfer(self, plan: Plan) -> List[Outcome]:
+        """Uploads (s3transfer), header updates (copy) and redirects (zero-byte PUT)."""
+        uploads = plan.of(Kind.UPLOAD)
+        others = plan.of(Kind.UPDATE, Kind.REDIRECT)
+        if not uploads and not others:
+            return []
+        outcomes: List[Outcome] = []
+        lock = threading.Lock()
+        reporter = self.reporter
+
+        def finish(action: Action, error: str, started: float) -> None:
+            outcome = Outcome(action, ok=not error, error=error, seconds=time.monotonic() - started)
+            with lock:
+                outcomes.append(outcome)
+                reporter.done(outcome)
+
+        reporter.begin_transfer(sum(a.size for a in uploads), len(uploads) + len(others))
+        try:
+            futures = []
+            subscriber = _ProgressSubscriber(reporter)
+            for action in uploads:
+                futures.append((action, time.monotonic(), self.store.upload(
+                    action.local.path, action.key, action.headers, action.md5, subscribers=[subscriber])))
+
+            def run_one(action: Action) -> None:
+                started = time.monotonic()
+                try:
+                    if action.kind is Kind.REDIRECT:
+                        self.store.put_redirect(action.key, action.headers)
+                    else:
+                        self.store.copy_headers(action.key, action.headers, action.remote)
+                except (ClientError, BotoCoreError) as exc:
+                    finish(action, error_text(exc), started)
+                else:
+                    finish(action, "", started)
+
+            with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="copy") as pool:
+                for _ in pool.map(run_one, others):
+                    pass
+            for action, started, future in futures:
+                try:
+                    future.result()
+                except (ClientError, BotoCoreError, OSError) as exc:
+                    finish(action, error_text(exc), started)
+                except Exception as exc:  # s3transfer wraps some failures in its own types
+                    finish(action, error_text(exc), started)
+                else:
+                    finish(action, "", started)
+        except BaseException:
+            self.store.shutdown(cancel=True)
+            raise
+        finally:
+            reporter.end_transfer()
+        self.store.shutdown()
+        return outcomes
+
+    def _delete(self, plan: Plan, summary: Summary) -> List[Outcome]:
+        """Deletes run last, and only when every write before them succeeded."""
+        deletes = plan.of(Kind.DELETE)
+        if not deletes:
+            return []
+        if summary.failures or summary.errors:
+            summary.delete_blocked_reason = (f"{len(deletes)} delete(s) not done because "
+                                             f"{len(summary.failures) + len(summary.errors)} operation(s) failed")
+            return []
+        started = time.monotonic()
+        failed = dict(self.store.delete([a.key for a in deletes]))
+        outcomes = []
+        for action in deletes:
+            outcome = Outcome(action, ok=action.key not in failed, error=failed.get(action.key, ""),
+                              seconds=time.monotonic() - started)
+            self.reporter.done(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _paths(self, actions: Sequence[Action]) -> List[str]:
+        keys = [a.key for a in actions if a.kind is not Kind.SKIP]
+        return invalidation_paths(keys, root=self.settings.target)
+
+    def _invalidate(self, summary: Summary) -> None:
+        """Invalidate exactly the paths this run changed; nothing when nothing changed."""
+        if not self.settings.cloudfront_distribution:
+            return
+        paths = self._paths([o.action for o in summary.outcomes if o.ok])
+        summary.invalidation_paths = paths
+        if not paths:
+            return
+        client = self.cloudfront or self.store.session.client("cloudfront")
+        for distribution in self.settings.cloudfront_distribution:
+            try:
+                summary.invalidation_ids.append(
+                    create_invalidation(client, distribution, paths, caller_reference=new_caller_reference()))
+            except (ClientError, BotoCoreError) as exc:
+                summary.errors.append(f"CloudFront invalidation of {distribution} failed: {error_text(exc)}")
+
+
+class _ProgressSubscriber(BaseSubscriber):
+    """Feeds the progress bar with the bytes s3transfer sent."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+
+    def on_progress(self, future, bytes_transferred, **kwargs):
+        self.reporter.advance(bytes_transferred)
+
+
+def sync(settings: Settings, **kwargs) -> Summary:
+    """Run one sync; the Python API. Raises ConfigError / RemoteError for fatal problems."""
+    return Run(settings, **kwargs).execute()

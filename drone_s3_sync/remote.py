@@ -1,0 +1,234 @@
+"""The only module that talks to S3 and CloudFront (boto3 + s3transfer)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.manager import TransferConfig, TransferManager
+
+from .config import Settings
+from .digest import PART_SIZE
+from .errors import RemoteError
+from .model import ObjectHeaders, RemoteDetails, RemoteObject
+
+log = logging.getLogger("drone_s3_sync")
+
+MD5_METADATA = "md5chksum"  # base64 MD5, the name rclone uses, for objects whose ETag is not an MD5
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+COPY_LIMIT = 5 * 1024 ** 3  # CopyObject's largest source
+DELETE_BATCH = 1000
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line reason from a botocore error, without request ids or signatures."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        message = err.get("Message") or ""
+        if str(code) == "404" and not message:
+            message = "not found"
+        return f"{code}: {message}".strip(": ") if message else str(code)
+    return str(exc) or type(exc).__name__
+
+
+def make_session(settings: Settings) -> boto3.session.Session:
+    """Static keys only when both are given; otherwise boto3's default credential chain."""
+    if settings.access_key and settings.secret_key:
+        return boto3.session.Session(
+            aws_access_key_id=settings.access_key.strip(),
+            aws_secret_access_key=settings.secret_key.strip(),
+            region_name=settings.region,
+        )
+    return boto3.session.Session(region_name=settings.region)
+
+
+def s3_client(session: boto3.session.Session, settings: Settings):
+    options = dict(
+        region_name=settings.region,
+        retries={"mode": "standard", "max_attempts": 6},
+        max_pool_connections=settings.max_concurrency + 4,
+        connect_timeout=10,
+        read_timeout=60,
+        tcp_keepalive=True,
+    )
+    if settings.path_style:
+        options["s3"] = {"addressing_style": "path"}
+    if settings.endpoint:
+        # S3-compatible servers (MinIO, R2, Ceph, older releases) reject the CRC32
+        # checksums that boto3 sends by default since 1.36; send them only when an
+        # operation requires one.
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    kwargs = {"config": Config(**options)}
+    if settings.endpoint:
+        kwargs["endpoint_url"] = settings.endpoint
+    return session.client("s3", **kwargs)
+
+
+def canned_acl(owner_id: Optional[str], grants: Iterable[dict]) -> str:
+    """The canned ACL a grant list corresponds to, or "custom"."""
+    others = set()
+    for grant in grants:
+        grantee, permission = grant.get("Grantee", {}), grant.get("Permission")
+        if grantee.get("Type") == "CanonicalUser" and grantee.get("ID") == owner_id and permission == "FULL_CONTROL":
+            continue
+        if grantee.get("Type") == "Group":
+            others.add((grantee.get("URI"), permission))
+        else:
+            others.add(("account", permission))
+    return {
+        frozenset(): "private",
+        frozenset({(ALL_USERS, "READ")}): "public-read",
+        frozenset({(ALL_USERS, "READ"), (ALL_USERS, "WRITE")}): "public-read-write",
+        frozenset({(AUTH_USERS, "READ")}): "authenticated-read",
+        frozenset({("account", "READ")}): "bucket-owner-read",
+        frozenset({("account", "FULL_CONTROL")}): "bucket-owner-full-control",
+    }.get(frozenset(others), "custom")
+
+
+def _md5_from_metadata(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
+class Store:
+    """Bucket operations for one run. Thread-safe: boto3 clients are."""
+
+    def __init__(self, settings: Settings, session: Optional[boto3.session.Session] = None):
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.session = session or make_session(settings)
+        self.client = s3_client(self.session, settings)
+        self._manager: Optional[TransferManager] = None
+
+    # ---------------------------------------------------------------- reads
+    def list(self, prefix: str) -> Dict[str, RemoteObject]:
+        """Every object under `prefix` (ListObjectsV2, 1,000 keys a request)."""
+        objects: Dict[str, RemoteObject] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
+                for item in page.get("Contents", ()):
+                    key = item["Key"]
+                    objects[key] = RemoteObject(key=key, size=item["Size"], etag=item.get("ETag", "").strip('"').lower())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            cause = {
+                "NoSuchBucket": "the bucket does not exist",
+                "AccessDenied": "access denied (the credentials need s3:ListBucket on it)",
+                "InvalidAccessKeyId": "the access key is not valid",
+                "SignatureDoesNotMatch": "the secret key does not match the access key",
+            }.get(code, error_text(exc))
+            raise RemoteError(f'cannot list bucket "{self.bucket}": {cause}') from None
+        except BotoCoreError as exc:
+            raise RemoteError(f'cannot list bucket "{self.bucket}": {error_text(exc)}') from None
+        return objects
+
+    def details(self, key: str, with_acl: bool = True) -> RemoteDetails:
+        """Headers, ACL and encryption of one object (HeadObject + GetObjectAcl)."""
+        head = self.client.head_object(Bucket=self.bucket, Key=key)
+        metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        md5 = _md5_from_metadata(metadata.pop(MD5_METADATA, None))
+        acl = "private"
+        if with_acl:
+            response = self.client.get_object_acl(Bucket=self.bucket, Key=key)
+            acl = canned_acl(response.get("Owner", {}).get("ID"), response.get("Grants", ()))
+        headers = ObjectHeaders(
+            content_type=head.get("ContentType") or "",
+            content_encoding=head.get("ContentEncoding") or None,
+            cache_control=head.get("CacheControl") or None,
+            metadata=tuple(sorted(metadata.items())),
+            acl=acl,
+            redirect=head.get("WebsiteRedirectLocation") or None,
+        )
+        sse = head.get("ServerSideEncryption") or ("SSE-C" if head.get("SSECustomerAlgorithm") else None)
+        return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=head.get("SSEKMSKeyId"),
+                             storage_class=head.get("StorageClass"))
+
+    # ---------------------------------------------------------------- writes
+    @staticmethod
+    def header_args(headers: ObjectHeaders, md5: Optional[str] = None) -> dict:
+        args = {"ContentType": headers.content_type}
+        if headers.content_encoding:
+            args["ContentEncoding"] = headers.content_encoding
+        if headers.cache_control:
+            args["CacheControl"] = headers.cache_control
+        metadata = dict(headers.metadata)
+        if md5:
+            metadata[MD5_METADATA] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
+        if metadata:
+            args["Metadata"] = metadata
+        # A new object is private by default, and buckets with ACLs disabled (the
+        # AWS default since 2023) reject any ACL header but bucket-owner-full-control:
+        # so "private" is expressed by sending no ACL at all.
+        if headers.acl != "private":
+            args["ACL"] = headers.acl
+        if headers.redirect:
+            args["WebsiteRedirectLocation"] = headers.redirect
+        return args
+
+    def manager(self) -> TransferManager:
+        if self._manager is None:
+            config = TransferConfig(
+                multipart_threshold=PART_SIZE,
+                multipart_chunksize=PART_SIZE,
+                max_request_concurrency=self.settings.max_concurrency,
+                max_submission_concurrency=4,
+                max_io_queue_size=1000,
+            )
+            self._manager = TransferManager(self.client, config)
+        return self._manager
+
+    def upload(self, path: str, key: str, headers: ObjectHeaders, md5: Optional[str] = None, subscribers=None):
+        """Starts an upload; returns an s3transfer future (multipart from PART_SIZE up)."""
+        return self.manager().upload(path, self.bucket, key, extra_args=self.header_args(headers, md5),
+                                     subscribers=subscribers)
+
+    def put_redirect(self, key: str, headers: ObjectHeaders) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=b"", **self.header_args(headers))
+
+    def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails]) -> None:
+        """Rewrite an object's headers in place: a metadata-only copy onto itself."""
+        args = self.header_args(headers, details.md5 if details else None)
+        if details is not None:
+            # REPLACE would otherwise drop the object's encryption key and storage class.
+            if details.sse == "aws:kms":
+                args["ServerSideEncryption"] = "aws:kms"
+                if details.kms_key:
+                    args["SSEKMSKeyId"] = details.kms_key
+            if details.storage_class and details.storage_class != "STANDARD":
+                args["StorageClass"] = details.storage_class
+        self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                MetadataDirective="REPLACE", **args)
+
+    def delete(self, keys: List[str]) -> List[Tuple[str, str]]:
+        """DeleteObjects in batches of 1,000; returns (key, reason) for each failure."""
+        failures: List[Tuple[str, str]] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start:start + DELETE_BATCH]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            except (ClientError, BotoCoreError) as exc:
+                failures.extend((k, error_text(exc)) for k in batch)
+                continue
+            for err in response.get("Errors", ()):
+                failures.append((err.get("Key", ""), f"{err.get('Code')}: {err.get('Message')}"))
+        return failures
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if self._manager is not None:
+            self._manager.shutdown(cancel=cancel)
+            self._manager = None
