@@ -73,7 +73,7 @@ class Run:
                  cloudfront=None):
         self.settings = settings
         self.store = store or Store(settings)
-        self.reporter = reporter or Reporter(dry_run=settings.dry_run)
+        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
 

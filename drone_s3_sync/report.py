@@ -39,9 +39,10 @@ class Reporter:
     """Prints to `out` (stdout: the CI log); progress and problems go to `err`."""
 
     def __init__(self, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr, *, progress: Optional[bool] = None,
-                 dry_run: bool = False):
+                 dry_run: bool = False, quiet: bool = False):
         self.out, self.err = out, err
         self.dry_run = dry_run
+        self.quiet = quiet
         self.progress_enabled = err.isatty() if progress is None else progress
         self._bar = None
 
@@ -58,6 +59,8 @@ class Reporter:
             print(f"warning: {text}", file=self.err, flush=True)
 
     def start(self, bucket: str, target: str, endpoint: str) -> None:
+        if self.quiet:
+            return
         where = f"s3://{bucket}/{target}"
         self.line(f"Synchronizing with bucket \"{bucket}\" ({where}{', ' + endpoint if endpoint else ''})"
                   + (" [dry run: nothing will be written]" if self.dry_run else ""))
@@ -72,7 +75,8 @@ class Reporter:
 
     def done(self, outcome: Outcome) -> None:
         if outcome.ok:
-            self.line(describe(outcome.action))
+            if not self.quiet:
+                self.line(describe(outcome.action))
         else:
             self.line(f"FAILED {describe(outcome.action)}: {outcome.error}")
 
