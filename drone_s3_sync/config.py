@@ -270,8 +270,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("path_style", ("PLUGIN_PATH_STYLE",), parse_bool, "Use path-style addressing (http://host/bucket/key).", flag=True),
     Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
-    Option("access_key", ("PLUGIN_ACCESS_KEY",), parse_text, "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
-    Option("secret_key", ("PLUGIN_SECRET_KEY",), parse_text, "Secret access key; used only with access_key.", "SECRET", secret=True),
+    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), parse_text, "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
+    Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), parse_text, "Secret access key; used only with access_key.", "SECRET", secret=True),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 
@@ -434,6 +434,12 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         raw.update(file_values)
         origin.update({k: f"{k} (in {args.config})" for k in file_values})
     env_values, env_origin = from_environment(environ)
+    if env_origin.get("access_key") == "AWS_ACCESS_KEY_ID" and env_origin.get("secret_key") == "AWS_SECRET_ACCESS_KEY":
+        # boto3's credential chain reads these same variables, and AWS_SESSION_TOKEN
+        # with them; static keys would drop the token.
+        for name in ("access_key", "secret_key"):
+            env_values.pop(name)
+            env_origin.pop(name)
     raw.update(env_values)
     origin.update(env_origin)
     for option in OPTIONS:

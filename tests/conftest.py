@@ -1,0 +1,665 @@
+"""Shared fixtures: one real S3/CloudFront/STS HTTP server (moto) per session.
+
+Tests talk to the server over real HTTP on 127.0.0.1 and assert on what the
+server *received*, so a regression that sends extra or different requests is
+caught even when the end state in the bucket looks right.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import boto3
+import botocore.session
+import pytest
+from botocore.config import Config
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+FAKE_KEY_ID = "testing"
+FAKE_SECRET = "testing"
+
+# Headers worth asserting on. Signing headers (authorization, x-amz-date,
+# x-amz-content-sha256, ...) are left out: they change on every request and
+# would only add noise to failure output.
+_RECORDED_HEADERS = (
+    "x-amz-copy-source",
+    "x-amz-copy-source-range",
+    "x-amz-acl",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+    "x-amz-grant-full-control",
+    "x-amz-website-redirect-location",
+    "x-amz-metadata-directive",
+    "x-amz-storage-class",
+    "x-amz-server-side-encryption",
+    "x-amz-tagging",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-disposition",
+    "content-md5",
+    "cache-control",
+    "expires",
+)
+
+# Op-name prefixes that change server state; "Create" also covers
+# CreateMultipartUpload / CreateInvalidation / CreateBucket.
+_WRITE_PREFIXES = ("Put", "Copy", "Delete", "UploadPart", "Create", "Complete", "Abort", "Restore")
+_WRITE_METHODS = ("PUT", "POST", "DELETE", "PATCH")
+
+_BUCKET_PUT_SUBRESOURCES = {
+    "acl": "PutBucketAcl",
+    "ownershipControls": "PutBucketOwnershipControls",
+    "policy": "PutBucketPolicy",
+    "website": "PutBucketWebsite",
+    "versioning": "PutBucketVersioning",
+    "cors": "PutBucketCors",
+    "tagging": "PutBucketTagging",
+    "publicAccessBlock": "PutPublicAccessBlock",
+    "encryption": "PutBucketEncryption",
+    "lifecycle": "PutBucketLifecycleConfiguration",
+    "notification": "PutBucketNotificationConfiguration",
+    "logging": "PutBucketLogging",
+}
+_BUCKET_GET_SUBRESOURCES = {
+    "uploads": "ListMultipartUploads",
+    "versions": "ListObjectVersions",
+    "location": "GetBucketLocation",
+    "acl": "GetBucketAcl",
+    "ownershipControls": "GetBucketOwnershipControls",
+    "policy": "GetBucketPolicy",
+    "website": "GetBucketWebsite",
+    "versioning": "GetBucketVersioning",
+    "cors": "GetBucketCors",
+    "tagging": "GetBucketTagging",
+    "publicAccessBlock": "GetPublicAccessBlock",
+    "encryption": "GetBucketEncryption",
+    "lifecycle": "GetBucketLifecycleConfiguration",
+}
+_BUCKET_DELETE_SUBRESOURCES = {
+    "ownershipControls": "DeleteBucketOwnershipControls",
+    "policy": "DeleteBucketPolicy",
+    "website": "DeleteBucketWebsite",
+    "cors": "DeleteBucketCors",
+    "tagging": "DeleteBucketTagging",
+    "publicAccessBlock": "DeletePublicAccessBlock",
+    "encryption": "DeleteBucketEncryption",
+    "lifecycle": "DeleteBucketLifecycle",
+}
+
+
+@dataclass
+class Request:
+    """One HTTP request as the server saw it."""
+
+    method: str
+    path: str  # percent-decoded, e.g. "/bucket/dir/file name.txt"
+    query: Dict[str, str]  # blank values kept: {"uploads": ""}
+    headers: Dict[str, str]  # lower-case names, only _RECORDED_HEADERS present
+    service: str  # "s3", "cloudfront", "sts", ... from the SigV4 scope
+    op: str = ""
+    bucket: Optional[str] = None
+    key: Optional[str] = None  # None for bucket-level requests, else the object key
+    status: Optional[int] = None  # filled in once the server has answered
+    emulated: bool = False  # answered by this fixture, not by moto (see _acl_refusal)
+
+    def __repr__(self) -> str:
+        where = self.path + ("?" + "&".join(self.query) if self.query else "")
+        return f"<{self.op} {self.method} {where} -> {self.status}>"
+
+
+def _service_of(environ: Mapping[str, Any], query: Mapping[str, str]) -> str:
+    # Mirrors how moto itself routes: by the service in the SigV4 credential scope.
+    scope = ""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if auth.startswith("AWS4-"):
+        with contextlib.suppress(IndexError):
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0]
+    elif "X-Amz-Credential" in query:  # presigned URL
+        scope = query["X-Amz-Credential"]
+    parts = scope.split("/")
+    return parts[3].lower() if len(parts) >= 5 else "s3"
+
+
+def _s3_op(method: str, key: Optional[str], query: Mapping[str, str], headers: Mapping[str, str]) -> Optional[str]:
+    copy = "x-amz-copy-source" in headers
+    if key is None:  # bucket level
+        if method == "PUT":
+            for sub, name in _BUCKET_PUT_SUBRESOURCES.items():
+                if sub in query:
+                    return name
+            return "CreateBucket"
+        if method == "GET":
+            if query.get("list-type") == "2":
+                return "ListObjectsV2"
+            for sub, name in _BUCKET_GET_SUBRESOURCES.items():
+                if sub in query:
+                    return name
+            return "ListObjects"
+        if method == "HEAD":
+            return "HeadBucket"
+        if method == "POST" and "delete" in query:
+            return "DeleteObjects"
+        if method == "DELETE":
+            for sub, name in _BUCKET_DELETE_SUBRESOURCES.items():
+                if sub in query:
+                    return name
+            return "DeleteBucket"
+        return None
+    if method == "PUT":
+        if "partNumber" in query and "uploadId" in query:
+            return "UploadPartCopy" if copy else "UploadPart"
+        if "acl" in query:
+            return "PutObjectAcl"
+        if "tagging" in query:
+            return "PutObjectTagging"
+        return "CopyObject" if copy else "PutObject"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if "uploadId" in query:
+            return "CompleteMultipartUpload"
+        if "restore" in query:
+            return "RestoreObject"
+        return None
+    if method == "DELETE":
+        if "uploadId" in query:
+            return "AbortMultipartUpload"
+        if "tagging" in query:
+            return "DeleteObjectTagging"
+        return "DeleteObject"
+    if method == "GET":
+        if "acl" in query:
+            return "GetObjectAcl"
+        if "tagging" in query:
+            return "GetObjectTagging"
+        if "uploadId" in query:
+            return "ListParts"
+        if "attributes" in query:
+            return "GetObjectAttributes"
+        return "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    return None
+
+
+def _cloudfront_op(method: str, path: str) -> Optional[str]:
+    # /2020-05-31/distribution[/<id>[/config|/invalidation[/<inv-id>]]]
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 2 or parts[1] != "distribution":
+        return None
+    rest = parts[2:]
+    if not rest:
+        return {"POST": "CreateDistribution", "GET": "ListDistributions"}.get(method)
+    if len(rest) == 1:
+        return {"GET": "GetDistribution", "DELETE": "DeleteDistribution"}.get(method)
+    if rest[1] == "config":
+        return {"GET": "GetDistributionConfig", "PUT": "UpdateDistribution"}.get(method)
+    if rest[1] == "invalidation":
+        if len(rest) == 2:
+            return {"POST": "CreateInvalidation", "GET": "ListInvalidations"}.get(method)
+        return "GetInvalidation" if method == "GET" else None
+    return None
+
+
+def _form_action(environ: Dict[str, Any]) -> Optional[str]:
+    # Query-protocol services (STS) name the operation in a form-encoded body;
+    # read it and put it back so moto can read it again.
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    body = environ["wsgi.input"].read(size) if size else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action")
+
+
+def _describe(environ: Dict[str, Any]) -> Request:
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    # RAW_URI is the request target exactly as sent; PATH_INFO has already been
+    # unquoted as latin-1, which mangles UTF-8 keys.
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+    split = urlsplit(raw)
+    path = unquote(split.path or "/", encoding="utf-8", errors="replace")
+    query = dict(parse_qsl(split.query or environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    headers = {}
+    for name in _RECORDED_HEADERS:
+        envname = name.upper().replace("-", "_")
+        if envname not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            envname = "HTTP_" + envname
+        if environ.get(envname):
+            headers[name] = environ[envname]
+    service = _service_of(environ, query)
+    rec = Request(method=method, path=path, query=query, headers=headers, service=service)
+
+    op = None
+    if path.startswith("/moto-api"):
+        op = None
+    elif service == "s3":
+        if path != "/":
+            bucket, _, key = path[1:].partition("/")
+            rec.bucket = bucket
+            rec.key = key if key else None
+            op = _s3_op(method, rec.key, query, headers)
+        elif method == "GET":
+            op = "ListBuckets"
+    elif service == "cloudfront":
+        op = _cloudfront_op(method, path)
+    elif service == "sts":
+        op = query.get("Action") or _form_action(environ)
+    rec.op = op or f"{method} {path}"
+    return rec
+
+
+def _is_write(rec: Request) -> bool:
+    if rec.op.startswith(_WRITE_PREFIXES):
+        return True
+    # An op we could not name is counted as a write when its method can mutate,
+    # so an unexpected request shows up instead of being silently ignored.
+    return rec.op == f"{rec.method} {rec.path}" and rec.method in _WRITE_METHODS
+
+
+_ACL_SETTING_OPS = ("PutObject", "CopyObject", "CreateMultipartUpload", "PutObjectAcl", "PutBucketAcl")
+_ACL_DISABLED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>AccessControlListNotSupported</Code>"
+    b"<Message>The bucket does not allow ACLs</Message>"
+    b"<RequestId>0000000000000000</RequestId><HostId>emulated-by-conftest</HostId></Error>"
+)
+
+
+def _ownership_rule(bucket: str) -> Optional[str]:
+    try:
+        from moto.s3.models import s3_backends
+
+        for account_id in list(s3_backends.keys()):
+            found = s3_backends[account_id]["aws"].buckets.get(bucket)
+            if found is not None:
+                rule = found.ownership_rule
+                return rule.get("ObjectOwnership") if isinstance(rule, dict) else rule
+    except Exception:
+        return None
+    return None
+
+
+def _acl_refusal(rec: Request) -> bool:
+    """Would real S3 refuse this request because the bucket has ACLs disabled?
+
+    moto stores BucketOwnerEnforced but still applies ACLs. Real S3 answers
+    400 AccessControlListNotSupported to any ACL-setting request other than
+    bucket-owner-full-control, and the product has to cope with that, so the
+    server emulates it. Reading ACLs stays allowed, as on S3.
+    """
+    if rec.service != "s3" or rec.bucket is None or rec.op not in _ACL_SETTING_OPS:
+        return False
+    canned = rec.headers.get("x-amz-acl")
+    grants = any(h.startswith("x-amz-grant-") for h in rec.headers)
+    if rec.op in ("PutObjectAcl", "PutBucketAcl"):
+        sets_acl = True  # a body ACL counts too; only the owner-full-control header passes
+    else:
+        sets_acl = grants or canned is not None
+    if not sets_acl or (canned == "bucket-owner-full-control" and not grants):
+        return False
+    return _ownership_rule(rec.bucket) == "BucketOwnerEnforced"
+
+
+def _drain(environ: Dict[str, Any]) -> None:
+    # The client has sent (or will send) a body; it must be consumed before
+    # answering or the kept-alive connection would read it as the next request.
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        while stream.read(1 << 20):
+            pass
+        return
+    try:
+        left = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+class RecordingMotoServer:
+    """moto's ThreadedMotoServer with a server-side log of every request."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        recorder = self
+
+        class _Server(ThreadedMotoServer):
+            # ThreadedMotoServer has no hook to wrap its WSGI app, so its
+            # (four-line) _server_entry is repeated here with the app wrapped.
+            def _server_entry(self) -> None:
+                from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+                from werkzeug.serving import make_server
+
+                app = recorder._wrap(DomainDispatcherApplication(create_backend_app))
+                self._server = make_server(self._ip_address, self._port, app, True)
+                self._server_ready_event.set()
+                self._server.serve_forever()
+
+        self._lock = threading.Lock()
+        self._log: List[Request] = []
+        self._paused = 0
+        # Port 0: werkzeug binds a free port and reports it in server_address.
+        self._moto = _Server(ip_address=HOST, port=0, verbose=False)
+        self.endpoint = ""
+
+    def _wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
+        def recording_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            with self._lock:
+                paused = self._paused > 0
+            # Requests are parsed even while paused: the ACL emulation below is
+            # server behaviour and must not depend on whether anyone is logging.
+            try:
+                rec = _describe(environ)
+            except Exception as exc:  # the log must never break the server
+                rec = Request(
+                    method=environ.get("REQUEST_METHOD", "?"),
+                    path=environ.get("PATH_INFO", "?"),
+                    query={},
+                    headers={},
+                    service="?",
+                    op=f"UNPARSED {exc!r}",
+                )
+            # Appended before the app runs: the client cannot see the response
+            # (and so cannot assert) before the record exists.
+            if not paused:
+                with self._lock:
+                    self._log.append(rec)
+
+            if _acl_refusal(rec):
+                _drain(environ)
+                rec.status, rec.emulated = 400, True
+                start_response(
+                    "400 Bad Request",
+                    [("Content-Type", "application/xml"), ("Content-Length", str(len(_ACL_DISABLED_BODY)))],
+                )
+                return [_ACL_DISABLED_BODY]
+
+            def recording_start_response(status: str, *args: Any) -> Any:
+                with contextlib.suppress(ValueError):
+                    rec.status = int(status.split(None, 1)[0])
+                return start_response(status, *args)
+
+            return app(environ, recording_start_response)
+
+        return recording_app
+
+    def start(self) -> None:
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._moto.stop()
+
+    @property
+    def port(self) -> int:
+        return self._moto.get_host_and_port()[1]
+
+    @property
+    def requests(self) -> List[Request]:
+        with self._lock:
+            return list(self._log)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Suspend recording, e.g. while a test reads objects back to assert.
+
+        Server-wide: requests from anyone else arriving meanwhile are not
+        recorded either, so do not pause while the command under test runs.
+        """
+        with self._lock:
+            self._paused += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paused -= 1
+
+    def ops(self, bucket: Optional[str] = None) -> "collections.Counter[str]":
+        return collections.Counter(r.op for r in self.requests if bucket is None or r.bucket == bucket)
+
+    def writes(self, bucket: Optional[str] = None) -> List[Request]:
+        return [r for r in self.requests if _is_write(r) and (bucket is None or r.bucket == bucket)]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[RecordingMotoServer]:
+    # werkzeug logs one INFO line per request; thousands of them would bury
+    # the output of a failing test.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = RecordingMotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_SCRUBBED_PREFIXES = ("PLUGIN_", "AWS_", "DRONE_", "CI_", "S3_")
+_SCRUBBED_NAMES = ("DRY_RUN", "DEBUG", "NO_COLOR", "S3_SYNC_ENDPOINT")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Make in-process code blind to the developer's environment and ~/.aws."""
+    for name in list(os.environ):
+        if name.startswith(_SCRUBBED_PREFIXES) or name in _SCRUBBED_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
+    # Without credentials botocore would probe the EC2 metadata address.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
+
+
+_boto_session: Optional[boto3.session.Session] = None
+
+
+def _client(service: str, endpoint: str, **config: Any) -> Any:
+    # One boto3 session for the whole run keeps its loaded service models
+    # (creating clients becomes cheap) and is pinned to non-existent config
+    # files so the real ~/.aws can never be read.
+    global _boto_session
+    if _boto_session is None:
+        core = botocore.session.Session()
+        core.set_config_variable("config_file", os.devnull + ".no-aws-config")
+        core.set_config_variable("credentials_file", os.devnull + ".no-aws-credentials")
+        _boto_session = boto3.session.Session(botocore_session=core)
+    session = _boto_session
+    return session.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=FAKE_KEY_ID,
+        aws_secret_access_key=FAKE_SECRET,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+    )
+
+
+@pytest.fixture
+def s3(s3_server: RecordingMotoServer) -> Any:
+    return _client("s3", s3_server.endpoint, s3={"addressing_style": "path"})
+
+
+@pytest.fixture
+def cloudfront(s3_server: RecordingMotoServer) -> Any:
+    return _client("cloudfront", s3_server.endpoint)
+
+
+@pytest.fixture
+def bucket(s3_server: RecordingMotoServer, s3: Any) -> Iterator[str]:
+    """A fresh empty bucket; the request log is empty when the test starts."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with s3_server.paused():
+        s3.create_bucket(Bucket=name)
+    s3_server.reset()
+    yield name
+    # moto keeps object bodies in this process's memory for the whole session;
+    # emptying the bucket keeps large tests from piling up.
+    with s3_server.paused():
+        with contextlib.suppress(Exception):
+            _empty_and_delete_bucket(s3, name)
+
+
+@pytest.fixture
+def acl_disabled_bucket(s3_server: RecordingMotoServer, s3: Any, bucket: str) -> str:
+    """Like `bucket`, but with Object Ownership BucketOwnerEnforced (ACLs
+    disabled, the default for new buckets on AWS since 2023): ACL-setting
+    requests other than bucket-owner-full-control get 400
+    AccessControlListNotSupported."""
+    with s3_server.paused():
+        s3.put_bucket_ownership_controls(
+            Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        )
+    return bucket
+
+
+def _empty_and_delete_bucket(s3: Any, name: str) -> None:
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+        for up in page.get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def distribution(s3_server: RecordingMotoServer, cloudfront: Any) -> str:
+    """Id of a new minimal CloudFront distribution (created unrecorded)."""
+    ref = uuid.uuid4().hex
+    # The fields botocore requires; moto 5 accepts exactly this.
+    config = {
+        "CallerReference": ref,
+        "Comment": "",
+        "Enabled": True,
+        "Origins": {
+            "Quantity": 1,
+            "Items": [
+                {
+                    "Id": "origin",
+                    "DomainName": "origin.s3.amazonaws.com",
+                    "S3OriginConfig": {"OriginAccessIdentity": ""},
+                }
+            ],
+        },
+        "DefaultCacheBehavior": {"TargetOriginId": "origin", "ViewerProtocolPolicy": "allow-all"},
+    }
+    with s3_server.paused():
+        resp = cloudfront.create_distribution(DistributionConfig=config)
+    return resp["Distribution"]["Id"]
+
+
+FileContent = Union[bytes, str]
+
+
+@pytest.fixture
+def make_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """make_tree({"a/b.txt": "hi", "c.bin": b"\\0"}, root=None) -> directory."""
+
+    def make(files: Mapping[str, FileContent], root: Optional[Path] = None) -> Path:
+        base = Path(root) if root is not None else tmp_path_factory.mktemp("tree")
+        base.mkdir(parents=True, exist_ok=True)
+        for rel, content in files.items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ValueError(f"make_tree path must stay inside the tree: {rel!r}")
+            target = base / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return base
+
+    return make
+
+
+def _command() -> List[str]:
+    script = Path(sys.executable).parent / "drone-s3-sync"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("drone-s3-sync", path=str(Path(sys.executable).parent))
+    return [found] if found else [sys.executable, "-m", "drone_s3_sync"]
+
+
+@pytest.fixture
+def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "subprocess.CompletedProcess[str]"]:
+    """Run the installed command the way Drone would: env only, no inherited state."""
+
+    def run(
+        env: Optional[Mapping[str, Optional[str]]] = None,
+        *,
+        cwd: Union[str, Path],
+        args: Sequence[str] = (),
+        timeout: float = 120,
+    ) -> "subprocess.CompletedProcess[str]":
+        home = os.environ.get("HOME", str(clean_env))
+        full_env: Dict[str, str] = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": home,
+            "LANG": "C.UTF-8",
+            "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_CONFIG_FILE": str(Path(home) / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(Path(home) / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_CLOUDFRONT": s3_server.endpoint,
+            "AWS_ENDPOINT_URL_STS": s3_server.endpoint,
+            "PLUGIN_ENDPOINT": s3_server.endpoint,
+        }
+        for name, value in (env or {}).items():
+            if value is None:
+                full_env.pop(name, None)
+            else:
+                full_env[name] = value
+        cmd = _command() + [str(a) for a in args]
+        proc = subprocess.run(
+            cmd,
+            cwd=str(cwd),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+        )
+        # pytest shows captured stdout only for failing tests: exactly when
+        # the command's own output is needed.
+        shown = {k: v for k, v in full_env.items() if k.startswith(("PLUGIN_", "DRONE_", "DRY_RUN", "DEBUG"))}
+        print(f"$ {' '.join(cmd)}  (cwd={cwd}, env={shown}) -> exit {proc.returncode}")
+        print(f"--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}--- end ---")
+        return proc
+
+    return run

@@ -1,0 +1,226 @@
+"""Walking the source (scan.py): keys, order, globs, links, normalisation."""
+
+from __future__ import annotations
+
+import os
+import sys
+import unicodedata
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from drone_s3_sync.errors import ConfigError
+from drone_s3_sync.scan import glob_regex, scan, split_glob
+
+needs_symlinks = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+
+
+def tree(root: Path, files: Dict[str, str]) -> Path:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return root
+
+
+def keys(source: Path, target: str = "", pattern: Optional[str] = None) -> List[str]:
+    path = str(source) if pattern is None else f"{source}/{pattern}"
+    return [f.key for f in scan(path, target).files]
+
+
+# ---------------------------------------------------------------- keys and order
+
+
+def test_keys_are_target_plus_relative_posix_path(tmp_path: Path) -> None:
+    src = tree(tmp_path / "site", {"index.html": "<h1>", "css/site.css": "a{}", "img/icons/x.svg": "<svg/>"})
+    result = scan(str(src), "deploy/")
+    by_key = {f.key: f for f in result.files}
+    assert sorted(by_key) == ["deploy/css/site.css", "deploy/img/icons/x.svg", "deploy/index.html"]
+    f = by_key["deploy/img/icons/x.svg"]
+    assert f.rel == "img/icons/x.svg"
+    assert f.path == str(src / "img" / "icons" / "x.svg")
+    assert f.size == len("<svg/>")
+    assert f.mtime_ns == os.stat(f.path).st_mtime_ns
+    assert result.root == str(src)
+    assert result.problems == []
+
+
+def test_bucket_root_target(tmp_path: Path) -> None:
+    src = tree(tmp_path / "site", {"a.txt": "a", "b/c.txt": "c"})
+    assert keys(src, "") == ["a.txt", "b/c.txt"]
+
+
+def test_sorted_by_utf8_key_not_walk_order(tmp_path: Path) -> None:
+    # Walk order visits a folder's files before its subfolders ("a-b", "a0", then
+    # "a/b"); S3 lists by UTF-8 byte order: "-" (0x2d) < "/" (0x2f) < "0" (0x30).
+    src = tree(tmp_path / "s", {"a0": "", "a-b": "", "a/b": "", "B": "", "\u00e9": "", "z": "", "a.b": ""})
+    got = keys(src)
+    assert got == ["B", "a-b", "a.b", "a/b", "a0", "z", "\u00e9"]
+    assert got == sorted(got, key=lambda k: k.encode("utf-8"))
+
+
+def test_hidden_files_are_included(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {".htaccess": "x", ".well-known/security.txt": "y", "index.html": "z"})
+    assert keys(src) == [".htaccess", ".well-known/security.txt", "index.html"]
+
+
+def test_folders_are_not_files(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"a/file.txt": "x"})
+    (src / "empty").mkdir()
+    (src / "a" / "also-empty").mkdir()
+    assert keys(src) == ["a/file.txt"]
+
+
+def test_nfd_file_name_becomes_nfc_key(tmp_path: Path) -> None:
+    src = tmp_path / "s"
+    src.mkdir()
+    nfd = unicodedata.normalize("NFD", "caf\u00e9.txt")
+    assert nfd != "caf\u00e9.txt"
+    (src / nfd).write_text("x", encoding="utf-8")
+    (src / unicodedata.normalize("NFD", "r\u00e9sum\u00e9")).mkdir()
+    (src / unicodedata.normalize("NFD", "r\u00e9sum\u00e9") / "a.txt").write_text("y", encoding="utf-8")
+    files = scan(str(src), "t/").files
+    assert [f.key for f in files] == ["t/caf\u00e9.txt", "t/r\u00e9sum\u00e9/a.txt"]
+    assert all(unicodedata.is_normalized("NFC", f.rel) for f in files)
+    # the local path is still the name on disk, so the file can be read
+    assert all(os.path.exists(f.path) for f in files)
+
+
+def test_empty_folder_gives_no_files(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    assert scan(str(tmp_path / "s"), "").files == []
+
+
+# ---------------------------------------------------------------- source forms
+
+
+def test_single_file_source(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"report.pdf": "%PDF", "other.txt": "no"})
+    result = scan(str(src / "report.pdf"), "docs/")
+    assert [(f.rel, f.key) for f in result.files] == [("report.pdf", "docs/report.pdf")]
+    assert result.files[0].size == 4
+
+
+@pytest.mark.parametrize("missing", ["nope", "nope/**/*.html", "nope/file.txt"])
+def test_missing_source_is_a_config_error_naming_source(tmp_path: Path, missing: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        scan(str(tmp_path / missing), "")
+    assert info.value.setting == "source"
+    assert "nope" in str(info.value)
+
+
+def test_glob_source_keys_relative_to_fixed_base(tmp_path: Path) -> None:
+    tree(tmp_path / "dist", {"index.html": "", "a/page.html": "", "a/b/deep.html": "", "a/app.js": "", "x.css": ""})
+    assert keys(tmp_path / "dist", "site/", "**/*.html") == ["site/a/b/deep.html", "site/a/page.html", "site/index.html"]
+
+
+def test_glob_source_star_stays_in_one_folder(tmp_path: Path) -> None:
+    tree(tmp_path / "dist", {"index.html": "", "a/page.html": ""})
+    assert keys(tmp_path / "dist", "", "*.html") == ["index.html"]
+    assert keys(tmp_path / "dist", "", "*/*.html") == ["a/page.html"]
+
+
+def test_glob_source_question_mark_and_class(tmp_path: Path) -> None:
+    tree(tmp_path / "dist", {"a1.txt": "", "a22.txt": "", "b1.txt": "", "c1.txt": ""})
+    assert keys(tmp_path / "dist", "", "a?.txt") == ["a1.txt"]
+    assert keys(tmp_path / "dist", "", "[ab]1.txt") == ["a1.txt", "b1.txt"]
+    assert keys(tmp_path / "dist", "", "[!ab]1.txt") == ["c1.txt"]
+
+
+def test_glob_with_wildcard_folder_keeps_base_before_it(tmp_path: Path) -> None:
+    tree(tmp_path / "out", {"v1/index.html": "", "v2/index.html": "", "v2/other.html": ""})
+    result = scan(f"{tmp_path}/out/v*/index.html", "")
+    assert [f.key for f in result.files] == ["v1/index.html", "v2/index.html"]
+    assert result.root == str(tmp_path / "out")
+
+
+# ---------------------------------------------------------------- links
+
+
+@needs_symlinks
+def test_symlinked_file_is_followed(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"real.txt": "hello"})
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside content", encoding="utf-8")
+    (src / "link.txt").symlink_to(outside)
+    files = {f.key: f for f in scan(str(src), "").files}
+    assert set(files) == {"link.txt", "real.txt"}
+    assert files["link.txt"].size == len("outside content")
+
+
+@needs_symlinks
+def test_symlinked_folder_is_followed(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"a.txt": ""})
+    tree(tmp_path / "shared", {"lib.js": ""})
+    (src / "vendor").symlink_to(tmp_path / "shared", target_is_directory=True)
+    assert keys(src) == ["a.txt", "vendor/lib.js"]
+
+
+@needs_symlinks
+def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"a/file.txt": "x"})
+    (src / "a" / "loop").symlink_to(src, target_is_directory=True)
+    (src / "self").symlink_to(src / "self")  # a link to itself
+    result = scan(str(src), "")
+    assert [f.key for f in result.files] == ["a/file.txt"]
+    assert any("self" in problem for problem in result.problems)
+
+
+@needs_symlinks
+def test_broken_symlink_is_reported(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"ok.txt": "x"})
+    (src / "dangling.txt").symlink_to(tmp_path / "gone.txt")
+    result = scan(str(src), "")
+    assert [f.key for f in result.files] == ["ok.txt"]
+    assert len(result.problems) == 1
+    assert "dangling.txt" in result.problems[0]
+
+
+# ---------------------------------------------------------------- split_glob and glob_regex
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("dist", ("dist", None)),
+        ("/abs/dist", ("/abs/dist", None)),
+        ("dist/**/*.html", ("dist", "**/*.html")),
+        ("/abs/dist/*.css", ("/abs/dist", "*.css")),
+        ("*.html", (".", "*.html")),
+        ("/*.html", ("/", "*.html")),
+        ("a/b?/c", ("a", "b?/c")),
+        ("a/[xy]/c", ("a", "[xy]/c")),
+        ("out/v*/index.html", ("out", "v*/index.html")),
+    ],
+)
+def test_split_glob(source: str, expected: tuple) -> None:
+    assert split_glob(source) == expected
+
+
+@pytest.mark.parametrize(
+    "pattern, path, matches",
+    [
+        ("**/*.html", "index.html", True),
+        ("**/*.html", "a/b/c.html", True),
+        ("**/*.html", "a/b/c.htm", False),
+        ("*.html", "index.html", True),
+        ("*.html", "a/index.html", False),
+        ("a/**", "a/b/c", True),
+        ("a/**/z", "a/z", True),
+        ("a/**/z", "a/b/c/z", True),
+        ("?.txt", "a.txt", True),
+        ("?.txt", "ab.txt", False),
+        ("?.txt", "/.txt", False),
+        ("[ab].txt", "b.txt", True),
+        ("[ab].txt", "c.txt", False),
+        ("[!ab].txt", "c.txt", True),
+        ("[!ab].txt", "a.txt", False),
+        ("file[.txt", "file[.txt", True),  # an unclosed class is literal
+        ("a+b(1).txt", "a+b(1).txt", True),  # regex characters are literal
+        ("a.txt", "abtxt", False),
+        ("*.html", "index.html.bak", False),
+    ],
+)
+def test_glob_regex(pattern: str, path: str, matches: bool) -> None:
+    assert bool(glob_regex(pattern).match(path)) is matches
