@@ -10,7 +10,7 @@ an MD5), and `make_plan` turns it all into a Plan.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .config import Settings
 from .digest import Digest, candidate_part_sizes, parse_etag

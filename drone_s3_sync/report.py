@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, List, Optional, Sequence
+from typing import IO, Optional, Sequence
 
 from .model import Action, Kind, Outcome, Plan, Reason, Summary
 

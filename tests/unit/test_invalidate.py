@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import datetime
 from urllib.parse import quote
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -291,39 +288,14 @@ def test_property_bounded_and_covering(
 # --- API call ---------------------------------------------------------------
 
 
-def _cloudfront_client():
-    return boto3.client(
-        "cloudfront",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def test_create_invalidation_sends_batch_and_returns_id() -> None:
-    client = _cloudfront_client()
+def test_create_invalidation_sends_batch_and_returns_id(cloudfront, distribution, s3_server) -> None:
+    # Against the local CloudFront server, not a stub: the request must be valid.
     paths = ["/index.html", "/"]
-    batch = {
-        "Paths": {"Quantity": 2, "Items": paths},
-        "CallerReference": "ref-1",
-    }
-    response = {
-        "Location": "https://cloudfront.amazonaws.com/2020-05-31/distribution/E123/invalidation/I456",
-        "Invalidation": {
-            "Id": "I456",
-            "Status": "InProgress",
-            "CreateTime": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
-            "InvalidationBatch": batch,
-        },
-    }
-    with Stubber(client) as stubber:
-        stubber.add_response(
-            "create_invalidation",
-            response,
-            {"DistributionId": "E123", "InvalidationBatch": batch},
-        )
-        assert create_invalidation(client, "E123", paths, caller_reference="ref-1") == "I456"
-        stubber.assert_no_pending_responses()
+    invalidation_id = create_invalidation(cloudfront, distribution, paths, caller_reference="ref-1")
+    with s3_server.paused():
+        got = cloudfront.get_invalidation(DistributionId=distribution, Id=invalidation_id)["Invalidation"]
+    assert sorted(got["InvalidationBatch"]["Paths"]["Items"]) == sorted(paths)
+    assert got["InvalidationBatch"]["CallerReference"] == "ref-1"
 
 
 class _RecordingClient:
