@@ -23,7 +23,7 @@ from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, Remote
 from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules
-from .scan import scan
+from .scan import check_source, scan
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -80,6 +80,7 @@ class Run:
     def execute(self) -> Summary:
         started = time.monotonic()
         settings, store = self.settings, self.store
+        check_source(settings.source_path())
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
             listing = lister.submit(store.list, settings.target)

@@ -75,11 +75,17 @@ def key_for(target: str, rel: str) -> str:
     return target + rel
 
 
-def scan(source_path: str, target: str) -> ScanResult:
-    """List the files of `source_path` (already made absolute) for the `target` prefix."""
-    base, pattern = split_glob(source_path)
+def check_source(source_path: str) -> None:
+    """Refuse a missing source up front, before any request is sent."""
+    base, _ = split_glob(source_path)
     if not os.path.exists(base):
         raise ConfigError("source", f"{base} does not exist")
+
+
+def scan(source_path: str, target: str) -> ScanResult:
+    """List the files of `source_path` (already made absolute) for the `target` prefix."""
+    check_source(source_path)
+    base, pattern = split_glob(source_path)
     if pattern is None and os.path.isfile(base):
         root = os.path.dirname(base)
         found = [(os.path.basename(base), base)]
