@@ -269,6 +269,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("endpoint", ("PLUGIN_ENDPOINT", "S3_SYNC_ENDPOINT", "S3_ENDPOINT"), parse_endpoint, "S3-compatible endpoint URL (a bare host gets https://).", "URL"),
     Option("path_style", ("PLUGIN_PATH_STYLE",), parse_bool, "Use path-style addressing (http://host/bucket/key).", flag=True),
     Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
+    Option("state", ("PLUGIN_STATE",), parse_bool, "Keep the state object (<target>.drone-s3-sync-state.json.gz) that lets a run skip per-object requests. Default: true.", flag=True),
+    Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
     Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), parse_text, "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
     Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), parse_text, "Secret access key; used only with access_key.", "SECRET", secret=True),
@@ -297,6 +299,8 @@ class Settings:
     path_style: bool = False
     max_concurrency: int = 32
     quiet: bool = False
+    state: bool = True
+    verify: bool = False
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
     base_dir: str = ""  # folder a relative source is resolved against; "" = cwd

@@ -10,13 +10,14 @@ an MD5), and `make_plan` turns it all into a Plan.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .config import Settings
 from .digest import Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .remote import COPY_LIMIT
 from .rules import HeaderRules
+from .state import Entry
 
 # Canned ACLs that S3 reports back as plain owner FULL_CONTROL when the bucket
 # owner and the object owner are the same account.
@@ -38,20 +39,30 @@ def header_differences(desired: ObjectHeaders, remote: ObjectHeaders) -> List[st
     return names
 
 
-def hash_needs(local: LocalFile, remote: Optional[RemoteObject]) -> Optional[Tuple[bool, List[int]]]:
-    """(need the MD5?, multipart part sizes to try) or None when no hash can help."""
+def hash_needs(local: LocalFile, remote: Optional[RemoteObject],
+               entry: Optional[Entry] = None) -> Optional[Tuple[bool, List[int]]]:
+    """(need the MD5?, multipart part sizes to try) or None when no hash can help.
+    The fast xxh3 digest is always computed; with a valid state entry it is all
+    that is needed."""
     if remote is None or remote.size != local.size:
         return None
+    if entry is not None and entry.xxh and entry.describes(remote):
+        return False, []
     _, parts = parse_etag(remote.etag)
     if parts:
         return False, candidate_part_sizes(local.size, parts)
     return True, []
 
 
-def content_matches(remote: RemoteObject, digest: Optional[Digest], details: Optional[RemoteDetails]) -> Optional[bool]:
+def content_matches(remote: RemoteObject, digest: Optional[Digest], details: Optional[RemoteDetails],
+                    entry: Optional[Entry] = None) -> Optional[bool]:
     """True/False when known; None when only the object's details can tell."""
     if digest is None:
         return False
+    if entry is not None and entry.xxh and digest.xxh and entry.describes(remote):
+        # The listing shows the very object the state recorded, made from bytes
+        # with this digest: whatever its ETag is (multipart, SSE-KMS), it is settled.
+        return digest.xxh == entry.xxh
     value, parts = parse_etag(remote.etag)
     etag = f"{value}-{parts}" if parts else value
     if parts and etag in digest.multipart.values():
@@ -78,6 +89,12 @@ def redirect_keys(settings: Settings) -> List[Tuple[str, str, str]]:
     return [(settings.target + rel, rel, location) for rel, location in settings.redirects]
 
 
+def known_details(remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry]) -> Dict[str, RemoteDetails]:
+    """Headers and ACL the state object vouches for: those of unchanged objects."""
+    return {key: RemoteDetails(headers=entry.headers) for key, entry in state.items()
+            if entry.describes(remotes.get(key))}
+
+
 def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], settings: Settings,
                  known: Mapping[str, RemoteDetails]) -> Set[str]:
     """Keys whose HeadObject/GetObjectAcl the plan depends on and that are not yet known."""
@@ -101,8 +118,10 @@ def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObjec
 
 def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
               digests: Mapping[str, Digest], details: Mapping[str, RemoteDetails],
-              settings: Settings, rules: Optional[HeaderRules] = None) -> Plan:
+              settings: Settings, rules: Optional[HeaderRules] = None,
+              state: Optional[Mapping[str, Entry]] = None) -> Plan:
     rules = rules or HeaderRules(settings)
+    state = state or {}
     actions: List[Action] = []
     written: Set[str] = set()
     redirects = redirect_keys(settings)
@@ -112,7 +131,8 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
             continue  # the redirect takes the key; make_plan's caller reports the clash
         written.add(local.key)
         desired = rules.headers_for(local.rel, local.path)
-        actions.append(_file_action(local, desired, remotes.get(local.key), digests.get(local.key), details.get(local.key)))
+        actions.append(_file_action(local, desired, remotes.get(local.key), digests.get(local.key),
+                                    details.get(local.key), state.get(local.key)))
     for key, rel, location in redirects:
         written.add(key)
         desired = rules.headers_for(rel, "", redirect=location)
@@ -129,13 +149,13 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
 
 
 def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[RemoteObject],
-                 digest: Optional[Digest], detail: Optional[RemoteDetails]) -> Action:
+                 digest: Optional[Digest], detail: Optional[RemoteDetails], entry: Optional[Entry]) -> Action:
     md5 = digest.md5 if digest and needs_md5_metadata(detail) else None
     if remote is None:
         return Action(Kind.UPLOAD, local.key, Reason.NEW, local, desired, local.size)
     if remote.size != local.size:
         return Action(Kind.UPLOAD, local.key, Reason.SIZE, local, desired, local.size, md5=md5)
-    if not content_matches(remote, digest, detail):
+    if not content_matches(remote, digest, detail, entry):
         return Action(Kind.UPLOAD, local.key, Reason.CONTENT, local, desired, local.size, md5=md5)
     if detail is None:  # headers unknown: the pipeline always fetches them; stay safe anyway
         return Action(Kind.UPDATE, local.key, Reason.HEADERS, local, desired, local.size, detail="unknown")

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+import xxhash
 from s3transfer.utils import ChunksizeAdjuster
 
 MiB = 1024 * 1024
@@ -71,10 +72,13 @@ def candidate_part_sizes(size: int, parts: int) -> List[int]:
 class Digest:
     md5: Optional[str] = None  # hex, of the whole file
     multipart: Dict[int, str] = field(default_factory=dict)  # part size -> "hex-N"
+    xxh: Optional[str] = None  # xxh3-128 hex: ~20x faster than MD5, compared with the state object
 
 
 def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = ()) -> Digest:
-    """Read `path` once, computing its MD5 and/or its multipart ETag for each part size."""
+    """Read `path` once, computing its xxh3-128, and its MD5 and/or its multipart
+    ETag for each part size when asked."""
+    fast = xxhash.xxh3_128()
     whole = hashlib.md5() if md5 else None
     parts = {size: [] for size in part_sizes}
     current = {size: hashlib.md5() for size in part_sizes}
@@ -87,6 +91,7 @@ def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = ()) 
             if not count:
                 break
             chunk = view[:count]
+            fast.update(chunk)
             if whole is not None:
                 whole.update(chunk)
             for size in part_sizes:
@@ -100,7 +105,7 @@ def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = ()) 
                         parts[size].append(current[size].digest())
                         current[size] = hashlib.md5()
                         filled[size] = 0
-    result = Digest(md5=whole.hexdigest() if whole is not None else None)
+    result = Digest(md5=whole.hexdigest() if whole is not None else None, xxh=fast.hexdigest())
     for size in part_sizes:
         digests = parts[size]
         if filled[size] or not digests:

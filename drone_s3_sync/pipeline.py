@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Mapping, Optional, Sequence, Set
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
@@ -24,6 +24,7 @@ from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules
 from .scan import check_source, scan
+from .state import Entry, decode as decode_state, encode as encode_state, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -35,13 +36,17 @@ def hash_workers() -> int:
 
 
 def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool: ThreadPoolExecutor,
-               *, force_md5: Set[str] = frozenset()) -> Dict[str, Digest]:
-    """Hash only the files whose remote copy has the same size: nothing else can match."""
+               *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
+               everything: bool = False) -> Dict[str, Digest]:
+    """Hash only the files whose remote copy has the same size: nothing else can
+    match. `everything` hashes all given files (xxh3 only unless asked)."""
     jobs = {}
     for local in locals_:
-        need = diff.hash_needs(local, remotes.get(local.key))
+        need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key))
         if need is None:
-            continue
+            if not everything:
+                continue
+            need = (False, [])
         md5, part_sizes = need
         jobs[local.key] = pool.submit(file_digest, local.path, md5=md5 or local.key in force_md5, part_sizes=part_sizes)
     digests = {}
@@ -83,7 +88,7 @@ class Run:
         check_source(settings.source_path())
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
-            listing = lister.submit(store.list, settings.target)
+            listing = lister.submit(self._list_with_state)
             try:
                 scanned = scan(settings.source_path(), settings.target)
                 clash = diff.clashes(scanned.files, settings)
@@ -92,24 +97,32 @@ class Run:
             except BaseException:
                 listing.cancel()
                 raise
-            remotes = listing.result()
+            remotes, state = listing.result()
+        reserved = state_key(settings.target)
+        if any(f.key == reserved for f in scanned.files):
+            scanned.problems.append(f"{reserved}: this name is reserved for the state object; the file is not synced")
+            scanned.files = [f for f in scanned.files if f.key != reserved]
         for problem in scanned.problems:
             self.reporter.warn(problem)
-        log.debug("%d local files, %d remote objects under %r", len(scanned.files), len(remotes), settings.target)
+        log.debug("%d local files, %d remote objects under %r, %d state entries",
+                  len(scanned.files), len(remotes), settings.target, len(state))
 
         with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
-            digests = hash_files(scanned.files, remotes, hasher)
+            digests = hash_files(scanned.files, remotes, hasher, state=state)
+            details = diff.known_details(remotes, state)
             with ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="head") as heads:
-                details, detail_errors = fetch_details(store, diff.detail_needs(scanned.files, remotes, settings, {}), heads)
+                fetched, detail_errors = fetch_details(
+                    store, diff.detail_needs(scanned.files, remotes, settings, details), heads)
+            details.update(fetched)
             # An MD5 recorded in metadata can settle what the ETag could not; that
             # needs the whole-file MD5 of files we hashed only by parts.
-            recheck = {f.key for f in scanned.files if f.key in details and details[f.key].md5
+            recheck = {f.key for f in scanned.files if f.key in fetched and fetched[f.key].md5
                        and f.key in digests and digests[f.key].md5 is None}
             if recheck:
                 digests.update(hash_files([f for f in scanned.files if f.key in recheck], remotes, hasher,
                                           force_md5=recheck))
 
-        plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules)
+        plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules, state)
         summary = Summary(plan=plan, dry_run=settings.dry_run)
         if detail_errors:
             plan.actions = [a if a.key not in detail_errors else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
@@ -126,12 +139,48 @@ class Run:
             self.reporter.skipped(plan.of(Kind.SKIP))
             summary.outcomes.extend(self._transfer(plan))
             summary.outcomes.extend(self._delete(plan, summary))
+            self._save_state(summary, remotes, digests, state)
             self._invalidate(summary)
         summary.seconds = time.monotonic() - started
         self.reporter.summary(summary)
         return summary
 
     # ---------------------------------------------------------------- stages
+    def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], Dict[str, Entry]]:
+        """The listing under the target, and the state object's entries (when kept)."""
+        settings = self.settings
+        remotes = self.store.list(settings.target)
+        key = state_key(settings.target)
+        stored = remotes.pop(key, None)
+        if stored is None or not settings.state or settings.verify:
+            return remotes, {}
+        try:
+            return remotes, decode_state(self.store.get_bytes(key))
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cannot read the state object %s (%s); checking every object instead", key, error_text(exc))
+            return remotes, {}
+
+    def _save_state(self, summary: Summary, remotes: Mapping[str, RemoteObject], digests: Dict[str, Digest],
+                    old: Mapping[str, Entry]) -> None:
+        """Record what every object now is; written only when that changed."""
+        if not self.settings.state:
+            return
+        written = [o.action for o in summary.outcomes
+                   if o.ok and o.action.kind is Kind.UPLOAD and o.action.key not in digests]
+        if written:  # new files were never hashed; they are in the page cache now
+            with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
+                digests = dict(digests)
+                digests.update(hash_files([a.local for a in written], {}, hasher, everything=True))
+        entries = next_state(summary, remotes, digests, self.store.written_etags)
+        if entries == dict(old):
+            return
+        key = state_key(self.settings.target)
+        try:
+            self.store.put_bytes(key, encode_state(entries), "application/gzip")
+        except (ClientError, BotoCoreError) as exc:
+            # The sync itself succeeded; the next run checks objects with S3 instead.
+            self.reporter.warn(f"cannot write the state object {key}: {error_text(exc)}")
+
     def _transfer(self, plan: Plan) -> List[Outcome]:
         """Uploads (s3transfer), header updates (copy) and redirects (zero-byte PUT)."""
         uploads = plan.of(Kind.UPLOAD)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import threading
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import boto3
@@ -112,6 +113,24 @@ class Store:
         self.session = session or make_session(settings)
         self.client = s3_client(self.session, settings)
         self._manager: Optional[TransferManager] = None
+        # The ETag S3 returns for each object this run writes, for the state object.
+        self.written_etags: Dict[str, str] = {}
+        self._etag_lock = threading.Lock()
+        events = self.client.meta.events
+        for operation in ("PutObject", "CopyObject", "CompleteMultipartUpload"):
+            events.register(f"before-parameter-build.s3.{operation}", self._remember_key)
+            events.register(f"after-call.s3.{operation}", self._record_etag)
+
+    @staticmethod
+    def _remember_key(params, context, **kwargs):
+        context["drone_s3_sync_key"] = params.get("Key")
+
+    def _record_etag(self, parsed, context, **kwargs):
+        key = context.get("drone_s3_sync_key")
+        etag = parsed.get("ETag") or (parsed.get("CopyObjectResult") or {}).get("ETag")
+        if key and etag:
+            with self._etag_lock:
+                self.written_etags[key] = etag.strip('"').lower()
 
     # ---------------------------------------------------------------- reads
     def list(self, prefix: str) -> Dict[str, RemoteObject]:
@@ -157,7 +176,13 @@ class Store:
         return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=head.get("SSEKMSKeyId"),
                              storage_class=head.get("StorageClass"))
 
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
     # ---------------------------------------------------------------- writes
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
     @staticmethod
     def header_args(headers: ObjectHeaders, md5: Optional[str] = None) -> dict:
         args = {"ContentType": headers.content_type}

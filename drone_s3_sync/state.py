@@ -1,0 +1,122 @@
+"""The state object: what each object was given, so that a run with nothing to
+do needs no request per object.
+
+After each run that changed something, one small object next to the files,
+`<target>.drone-s3-sync-state.json.gz`, records for every key the ETag and size
+S3 reported, an xxh3-128 digest of the local bytes, and the headers and ACL
+the object was written with. A later run trusts an entry only while the
+listing still shows the same ETag and size: any change by another tool
+changes the ETag, so that object falls back to HeadObject + MD5. What an entry
+cannot see is a change that keeps the ETag: headers or ACL rewritten by another
+tool in place. `verify: true` ignores the state for one run and checks every
+object against S3.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .digest import Digest
+
+import xxhash
+
+from .model import Kind, ObjectHeaders, Reason, RemoteObject, Summary
+
+log = logging.getLogger("drone_s3_sync")
+
+STATE_NAME = ".drone-s3-sync-state.json.gz"
+FORMAT = 1
+EMPTY_XXH = xxhash.xxh3_128(b"").hexdigest()
+
+
+def state_key(target: str) -> str:
+    return target + STATE_NAME
+
+
+@dataclass(frozen=True)
+class Entry:
+    etag: str
+    size: int
+    xxh: Optional[str]  # xxh3-128 of the local bytes that produced the object
+    headers: ObjectHeaders
+
+    def describes(self, remote: Optional[RemoteObject]) -> bool:
+        """True while the listing shows the object this entry was written for."""
+        return remote is not None and remote.etag == self.etag and remote.size == self.size
+
+
+def _headers_row(h: ObjectHeaders) -> list:
+    return [h.content_type, h.content_encoding, h.cache_control, [list(p) for p in h.metadata], h.acl, h.redirect]
+
+
+def encode(entries: Mapping[str, Entry]) -> bytes:
+    """Deterministic bytes: the same entries always give the same object."""
+    rows, index = [], {}
+    objects = {}
+    for key in sorted(entries):
+        entry = entries[key]
+        row = json.dumps(_headers_row(entry.headers))
+        if row not in index:
+            index[row] = len(rows)
+            rows.append(_headers_row(entry.headers))
+        objects[key] = [entry.etag, entry.size, entry.xxh, index[row]]
+    document = {"format": FORMAT, "tool": "drone-s3-sync", "headers": rows, "objects": objects}
+    raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def decode(data: bytes) -> Dict[str, Entry]:
+    """Entries from a state object; an unreadable one is treated as absent."""
+    try:
+        document = json.loads(gzip.decompress(data).decode("utf-8"))
+        if document.get("format") != FORMAT:
+            log.warning("state object has format %r; ignoring it", document.get("format"))
+            return {}
+        headers = [
+            ObjectHeaders(content_type=r[0], content_encoding=r[1], cache_control=r[2],
+                          metadata=tuple((str(k), str(v)) for k, v in r[3]), acl=r[4], redirect=r[5])
+            for r in document["headers"]
+        ]
+        return {key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
+                for key, v in document["objects"].items()}
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        log.warning("state object is unreadable (%s); checking every object instead", exc)
+        return {}
+
+
+def next_state(summary: Summary, remotes: Mapping[str, RemoteObject], digests: Mapping[str, "Digest"],
+               written_etags: Mapping[str, str]) -> Dict[str, Entry]:
+    """Entries for every object the run left as the settings want it.
+
+    Unchanged objects keep their listed ETag; written ones get the ETag S3
+    returned. Failed, deleted and unverified keys get no entry, so the next run
+    checks them with S3.
+    """
+    outcomes = {o.action.key: o for o in summary.outcomes}
+    entries: Dict[str, Entry] = {}
+    for action in summary.plan.actions:
+        if action.kind is Kind.DELETE or action.headers is None:
+            continue
+        if action.kind is Kind.SKIP:
+            remote = remotes.get(action.key)
+            if action.reason is not Reason.UNCHANGED or remote is None:
+                continue
+            etag, size = remote.etag, remote.size
+        else:
+            outcome = outcomes.get(action.key)
+            etag = written_etags.get(action.key)
+            if outcome is None or not outcome.ok or etag is None:
+                continue
+            size = action.size
+        if action.local is None:  # a redirect: zero bytes
+            xxh: Optional[str] = EMPTY_XXH
+        else:
+            digest = digests.get(action.key)
+            xxh = digest.xxh if digest is not None else None
+        entries[action.key] = Entry(etag=etag, size=size, xxh=xxh, headers=action.headers)
+    return entries

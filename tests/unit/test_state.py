@@ -1,0 +1,115 @@
+"""The state object: encoding, validation against the listing, and what the
+next run records. Pure functions, no server."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import replace
+
+import pytest
+
+from drone_s3_sync import diff
+from drone_s3_sync.config import Settings
+from drone_s3_sync.digest import Digest
+from drone_s3_sync.model import (Action, Kind, LocalFile, ObjectHeaders, Outcome, Plan, Reason, RemoteObject,
+                                 Summary)
+from drone_s3_sync.state import EMPTY_XXH, Entry, decode, encode, next_state, state_key
+
+HTML = ObjectHeaders(content_type="text/html; charset=utf-8", cache_control="max-age=60",
+                     metadata=(("site", "demo"),))
+PNG = ObjectHeaders(content_type="image/png", acl="public-read")
+
+
+def entry(etag="aa", size=3, xxh="x1", headers=HTML):
+    return Entry(etag=etag, size=size, xxh=xxh, headers=headers)
+
+
+def local(rel, size=3):
+    return LocalFile(rel=rel, key=rel, path="/src/" + rel, size=size, mtime_ns=0)
+
+
+def test_state_key_sits_under_the_target():
+    assert state_key("") == ".drone-s3-sync-state.json.gz"
+    assert state_key("site/") == "site/.drone-s3-sync-state.json.gz"
+
+
+def test_encode_decode_round_trip_and_is_deterministic():
+    entries = {"b.html": entry(), "a.png": entry("bb-2", 9 * 1024 * 1024, "x2", PNG), "c.html": entry("cc")}
+    data = encode(entries)
+    assert decode(data) == entries
+    assert encode(dict(reversed(list(entries.items())))) == data  # same entries, same bytes
+    # Header sets are stored once and referenced, so a big site stays small.
+    assert gzip.decompress(data).count(b"max-age=60") == 1
+
+
+@pytest.mark.parametrize("data", [b"", b"not gzip", gzip.compress(b"{}"), gzip.compress(b"[1,2]"),
+                                  gzip.compress(b'{"format": 99, "headers": [], "objects": {}}'),
+                                  gzip.compress(b'{"format": 1, "headers": [], "objects": {"a": ["e", 1, null, 5]}}')])
+def test_unreadable_state_is_treated_as_absent(data):
+    assert decode(data) == {}
+
+
+def test_entry_describes_only_the_listed_object_it_was_written_for():
+    e = entry("aa", 3)
+    assert e.describes(RemoteObject("k", 3, "aa"))
+    assert not e.describes(RemoteObject("k", 3, "ab"))  # rewritten by someone else
+    assert not e.describes(RemoteObject("k", 4, "aa"))
+    assert not e.describes(None)
+
+
+def test_valid_entry_settles_content_by_xxh_whatever_the_etag():
+    remote = RemoteObject("k", 3, "0123456789abcdef0123456789abcdef-2")  # multipart or KMS: not an MD5
+    e = entry(remote.etag, 3, "same")
+    assert diff.hash_needs(local("k"), remote, e) == (False, [])  # no MD5, no part sizes
+    assert diff.content_matches(remote, Digest(xxh="same"), None, e) is True
+    assert diff.content_matches(remote, Digest(xxh="other"), None, e) is False
+    stale = entry("ffff", 3, "same")  # the listing shows another object now
+    assert diff.content_matches(RemoteObject("k", 3, "aaaa"), Digest(md5="aaaa", xxh="same"), None, stale) is True
+    # A different MD5 with unknown details: only the object's metadata could still tell.
+    assert diff.content_matches(RemoteObject("k", 3, "aaaa"), Digest(md5="bbbb", xxh="same"), None, stale) is None
+
+
+def test_known_details_come_only_from_valid_entries():
+    remotes = {"a": RemoteObject("a", 3, "aa"), "b": RemoteObject("b", 3, "changed")}
+    state = {"a": entry("aa"), "b": entry("bb"), "gone": entry("cc")}
+    known = diff.known_details(remotes, state)
+    assert set(known) == {"a"} and known["a"].headers == HTML
+    settings = Settings(bucket="bkt")
+    needs = diff.detail_needs([local("a"), local("b")], remotes, settings, known)
+    assert needs == {"b"}
+
+
+def test_plan_with_state_skips_without_any_object_details():
+    settings = Settings(bucket="bkt", cache_control=((".html", "max-age=60"),), metadata=(("*", (("site", "demo"),)),))
+    remote = RemoteObject("index.html", 3, "9" * 32)
+    state = {"index.html": entry("9" * 32, 3, "x1")}
+    plan = diff.make_plan([local("index.html")], {"index.html": remote}, {"index.html": Digest(xxh="x1")},
+                          diff.known_details({"index.html": remote}, state), settings, state=state)
+    assert [(a.kind, a.reason) for a in plan.actions] == [(Kind.SKIP, Reason.UNCHANGED)]
+    changed = settings.with_changes(cache_control=((".html", "max-age=600"),))
+    plan = diff.make_plan([local("index.html")], {"index.html": remote}, {"index.html": Digest(xxh="x1")},
+                          diff.known_details({"index.html": remote}, state), changed, state=state)
+    assert [(a.kind, a.detail) for a in plan.actions] == [(Kind.UPDATE, "cache_control")]
+
+
+def test_next_state_records_written_etags_and_keeps_only_what_is_verified():
+    up = Action(Kind.UPLOAD, "new.html", Reason.NEW, local("new.html"), HTML, 3)
+    upd = Action(Kind.UPDATE, "upd.html", Reason.HEADERS, local("upd.html"), HTML, 3)
+    red = Action(Kind.REDIRECT, "old", Reason.NEW, headers=replace(HTML, redirect="/"))
+    skip = Action(Kind.SKIP, "same.png", Reason.UNCHANGED, local("same.png"), PNG, 3)
+    unverified = Action(Kind.SKIP, "err.png", Reason.CONTENT, local("err.png"), PNG, 3)
+    failed = Action(Kind.UPLOAD, "fail.html", Reason.NEW, local("fail.html"), HTML, 3)
+    gone = Action(Kind.DELETE, "gone.html", Reason.ORPHAN, size=3)
+    plan = Plan([up, upd, red, skip, unverified, failed, gone])
+    summary = Summary(plan=plan, outcomes=[Outcome(up, True), Outcome(upd, True), Outcome(red, True),
+                                           Outcome(failed, False, "boom"), Outcome(gone, True)])
+    remotes = {"same.png": RemoteObject("same.png", 3, "s1"), "upd.html": RemoteObject("upd.html", 3, "u0"),
+               "err.png": RemoteObject("err.png", 3, "e1"), "gone.html": RemoteObject("gone.html", 3, "g1")}
+    digests = {"new.html": Digest(xxh="n"), "upd.html": Digest(xxh="u"), "same.png": Digest(xxh="s")}
+    etags = {"new.html": "n1", "upd.html": "u1", "old": "d41d8cd98f00b204e9800998ecf8427e"}
+    entries = next_state(summary, remotes, digests, etags)
+    assert set(entries) == {"new.html", "upd.html", "old", "same.png"}
+    assert entries["new.html"] == Entry("n1", 3, "n", HTML)
+    assert entries["upd.html"].etag == "u1"  # the copy's ETag, not the listed one
+    assert entries["same.png"] == Entry("s1", 3, "s", PNG)
+    assert entries["old"].xxh == EMPTY_XXH and entries["old"].size == 0
