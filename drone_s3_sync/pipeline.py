@@ -17,7 +17,7 @@ from s3transfer.subscribers import BaseSubscriber
 from . import diff
 from .config import Settings
 from .digest import Digest, file_digest
-from .errors import ConfigError
+from .errors import ConfigError, RemoteError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
 from .remote import Store, error_text
@@ -97,7 +97,10 @@ class Run:
             except BaseException:
                 listing.cancel()
                 raise
-            remotes, state = listing.result()
+            remotes, state_exists, stored = listing.result()
+        # `verify` plans as if there were no state, but the state read is still
+        # compared with the new one, so an unchanged state is not written again.
+        state = {} if settings.verify else stored
         reserved = state_key(settings.target)
         if any(f.key == reserved for f in scanned.files):
             scanned.problems.append(f"{reserved}: this name is reserved for the state object; the file is not synced")
@@ -137,28 +140,53 @@ class Run:
             summary.invalidation_paths = self._paths(plan.actions) if settings.cloudfront_distribution else []
         else:
             self.reporter.skipped(plan.of(Kind.SKIP))
+            self._retire_stale_entries(plan, state_exists, stored)
             summary.outcomes.extend(self._transfer(plan))
             summary.outcomes.extend(self._delete(plan, summary))
-            self._save_state(summary, remotes, digests, state)
+            self._save_state(summary, remotes, digests, stored)
             self._invalidate(summary)
         summary.seconds = time.monotonic() - started
         self.reporter.summary(summary)
         return summary
 
     # ---------------------------------------------------------------- stages
-    def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], Dict[str, Entry]]:
-        """The listing under the target, and the state object's entries (when kept)."""
+    def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], bool, Dict[str, Entry]]:
+        """The listing under the target, whether a state object exists, and its entries."""
         settings = self.settings
         remotes = self.store.list(settings.target)
         key = state_key(settings.target)
-        stored = remotes.pop(key, None)
-        if stored is None or not settings.state or settings.verify:
-            return remotes, {}
+        exists = remotes.pop(key, None) is not None
+        if not exists or not settings.state:
+            return remotes, exists, {}
         try:
-            return remotes, decode_state(self.store.get_bytes(key))
+            return remotes, True, decode_state(self.store.get_bytes(key))
         except (ClientError, BotoCoreError) as exc:
             log.warning("cannot read the state object %s (%s); checking every object instead", key, error_text(exc))
-            return remotes, {}
+            return remotes, True, {}
+
+    def _retire_stale_entries(self, plan: Plan, state_exists: bool, stored: Mapping[str, Entry]) -> None:
+        """Before writing, make sure the state object can never vouch for old headers.
+
+        A header copy or a rewritten redirect keeps the object's ETag, so an entry
+        describing the old headers would still look valid if this run stopped
+        before recording the new state (or does not record state at all). Such
+        entries are dropped first; without `state`, the whole object goes.
+        """
+        key = state_key(self.settings.target)
+        if not self.settings.state:
+            if state_exists and any(a.writes for a in plan.actions):
+                failed = self.store.delete([key])
+                if failed:
+                    self.reporter.warn(f"cannot remove the outdated state object {key}: {failed[0][1]}")
+            return
+        in_place = {a.key for a in plan.of(Kind.UPDATE, Kind.REDIRECT) if a.key in stored}
+        if in_place:
+            kept = {k: e for k, e in stored.items() if k not in in_place}
+            try:
+                self.store.put_bytes(key, encode_state(kept), "application/gzip")
+            except (ClientError, BotoCoreError) as exc:
+                raise RemoteError(f"cannot update the state object {key} before changing headers in place "
+                                  f"({error_text(exc)}); nothing was changed") from None
 
     def _save_state(self, summary: Summary, remotes: Mapping[str, RemoteObject], digests: Dict[str, Digest],
                     old: Mapping[str, Entry]) -> None:
@@ -223,9 +251,7 @@ class Run:
             for action, started, future in futures:
                 try:
                     future.result()
-                except (ClientError, BotoCoreError, OSError) as exc:
-                    finish(action, error_text(exc), started)
-                except Exception as exc:  # s3transfer wraps some failures in its own types
+                except Exception as exc:  # botocore, OS and s3transfer's own error types alike
                     finish(action, error_text(exc), started)
                 else:
                     finish(action, "", started)
