@@ -84,7 +84,7 @@ class Run:
 
     def execute(self) -> Summary:
         started = time.monotonic()
-        settings, store = self.settings, self.store
+        settings = self.settings
         check_source(settings.source_path())
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
@@ -110,21 +110,7 @@ class Run:
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
-        with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
-            digests = hash_files(scanned.files, remotes, hasher, state=state)
-            details = diff.known_details(remotes, state)
-            with ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="head") as heads:
-                fetched, detail_errors = fetch_details(
-                    store, diff.detail_needs(scanned.files, remotes, settings, details), heads)
-            details.update(fetched)
-            # An MD5 recorded in metadata can settle what the ETag could not; that
-            # needs the whole-file MD5 of files we hashed only by parts.
-            recheck = {f.key for f in scanned.files if f.key in fetched and fetched[f.key].md5
-                       and f.key in digests and digests[f.key].md5 is None}
-            if recheck:
-                digests.update(hash_files([f for f in scanned.files if f.key in recheck], remotes, hasher,
-                                          force_md5=recheck))
-
+        digests, details, detail_errors = self._inspect(scanned.files, remotes, state)
         plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules, state)
         summary = Summary(plan=plan, dry_run=settings.dry_run)
         if detail_errors:
@@ -150,6 +136,25 @@ class Run:
         return summary
 
     # ---------------------------------------------------------------- stages
+    def _inspect(self, files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
+                 state: Mapping[str, Entry]) -> Tuple[Dict[str, Digest], Dict[str, RemoteDetails], Dict[str, str]]:
+        """Digests of the files that could be unchanged, and the headers of their
+        objects: from the state where it vouches for them, else from S3."""
+        with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
+            digests = hash_files(files, remotes, hasher, state=state)
+            details = diff.known_details(remotes, state)
+            with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="head") as heads:
+                fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
+                                                heads)
+            details.update(fetched)
+            # An MD5 recorded in metadata can settle what the ETag could not; that
+            # needs the whole-file MD5 of files hashed only by parts.
+            recheck = {f.key for f in files if f.key in fetched and fetched[f.key].md5
+                       and f.key in digests and digests[f.key].md5 is None}
+            if recheck:
+                digests.update(hash_files([f for f in files if f.key in recheck], remotes, hasher, force_md5=recheck))
+        return digests, details, errors
+
     def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], bool, Dict[str, Entry]]:
         """The listing under the target, whether a state object exists, and its entries."""
         settings = self.settings
