@@ -126,7 +126,7 @@ class Run:
             summary.invalidation_paths = self._paths(plan.actions) if settings.cloudfront_distribution else []
         else:
             self.reporter.skipped(plan.of(Kind.SKIP))
-            self._retire_stale_entries(plan, state_exists, stored)
+            stored = self._retire_stale_entries(plan, state_exists, stored)
             summary.outcomes.extend(self._transfer(plan))
             summary.outcomes.extend(self._delete(plan, summary))
             self._save_state(summary, remotes, digests, stored)
@@ -169,29 +169,34 @@ class Run:
             log.warning("cannot read the state object %s (%s); checking every object instead", key, error_text(exc))
             return remotes, True, {}
 
-    def _retire_stale_entries(self, plan: Plan, state_exists: bool, stored: Mapping[str, Entry]) -> None:
+    def _retire_stale_entries(self, plan: Plan, state_exists: bool,
+                              stored: Mapping[str, Entry]) -> Mapping[str, Entry]:
         """Before writing, make sure the state object can never vouch for old headers.
 
         A header copy or a rewritten redirect keeps the object's ETag, so an entry
         describing the old headers would still look valid if this run stopped
         before recording the new state (or does not record state at all). Such
         entries are dropped first; without `state`, the whole object goes.
+        Returns the entries the state object now holds.
         """
         key = state_key(self.settings.target)
         if not self.settings.state:
             if state_exists and any(a.writes for a in plan.actions):
                 failed = self.store.delete([key])
                 if failed:
-                    self.reporter.warn(f"cannot remove the outdated state object {key}: {failed[0][1]}")
-            return
+                    raise RemoteError(f"cannot remove the state object {key}, which this run would make "
+                                      f"outdated ({failed[0][1]}); nothing was changed")
+            return {}
         in_place = {a.key for a in plan.of(Kind.UPDATE, Kind.REDIRECT) if a.key in stored}
-        if in_place:
-            kept = {k: e for k, e in stored.items() if k not in in_place}
-            try:
-                self.store.put_bytes(key, encode_state(kept), "application/gzip")
-            except (ClientError, BotoCoreError) as exc:
-                raise RemoteError(f"cannot update the state object {key} before changing headers in place "
-                                  f"({error_text(exc)}); nothing was changed") from None
+        if not in_place:
+            return stored
+        kept = {k: e for k, e in stored.items() if k not in in_place}
+        try:
+            self.store.put_bytes(key, encode_state(kept), "application/gzip")
+        except (ClientError, BotoCoreError) as exc:
+            raise RemoteError(f"cannot update the state object {key} before changing headers in place "
+                              f"({error_text(exc)}); nothing was changed") from None
+        return kept
 
     def _save_state(self, summary: Summary, remotes: Mapping[str, RemoteObject], digests: Dict[str, Digest],
                     old: Mapping[str, Entry]) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gzip
 import io
+import json
 import logging
 import os
 import shutil
@@ -582,6 +584,27 @@ def distribution(s3_server: RecordingMotoServer, cloudfront: Any) -> str:
     with s3_server.paused():
         resp = cloudfront.create_distribution(DistributionConfig=config)
     return resp["Distribution"]["Id"]
+
+
+# The state object the product keeps next to the files (see drone_s3_sync/state.py).
+# Spelled out here, not imported, so a renamed or moved state object fails the tests.
+STATE_NAME = ".drone-s3-sync-state.json.gz"
+
+
+def state_key(prefix: str = "") -> str:
+    """The state object's key for a normalised target prefix: "" or "site/"."""
+    return prefix + STATE_NAME
+
+
+def is_state_key(key: Optional[str]) -> bool:
+    """True for the state object of any target (bucket root or "<prefix>/")."""
+    return bool(key) and (key == STATE_NAME or key.endswith("/" + STATE_NAME))
+
+
+def read_state(s3: Any, bucket: str, key: str) -> Dict[str, Any]:
+    """The decoded state document (call inside s3_server.paused())."""
+    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return json.loads(gzip.decompress(raw).decode("utf-8"))
 
 
 FileContent = Union[bytes, str]

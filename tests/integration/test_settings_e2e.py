@@ -14,6 +14,7 @@ characters are covered by test_sync_e2e.py, not here.
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import uuid
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Set
 
 import pytest
+
+from conftest import STATE_NAME, is_state_key, state_key
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 READ_ONLY_OPS = {"ListObjectsV2", "HeadObject", "GetObjectAcl"}
@@ -51,12 +54,13 @@ def drone_env(settings: Mapping[str, Any]) -> Dict[str, str]:
     return env
 
 
-def keys_in(s3: Any, s3_server: Any, bucket: str, prefix: str = "") -> Set[str]:
+def keys_in(s3: Any, s3_server: Any, bucket: str, prefix: str = "", with_state: bool = False) -> Set[str]:
+    """Keys in the bucket; without the product's state object unless `with_state`."""
     with s3_server.paused():
         found = set()
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             found.update(o["Key"] for o in page.get("Contents", ()))
-        return found
+    return found if with_state else {k for k in found if not is_state_key(k)}
 
 
 def head(s3: Any, s3_server: Any, bucket: str, key: str) -> Dict[str, Any]:
@@ -94,6 +98,11 @@ def put(s3: Any, s3_server: Any, bucket: str, key: str, data: bytes = b"", **ext
 
 def write_ops(s3_server: Any, bucket: Optional[str] = None) -> list:
     return sorted(r.op for r in s3_server.writes(bucket))
+
+
+def writes_by_key(s3_server: Any, bucket: str) -> list:
+    """(op, key) of every write, in the order the server received them."""
+    return [(r.op, r.key) for r in s3_server.writes(bucket)]
 
 
 def assert_ok(proc: Any) -> None:
@@ -173,6 +182,9 @@ def test_docs_simple_example(run_sync, s3_server, s3, bucket, docs_workspace):
     proc = run_sync(drone_env(docs_settings(bucket)), cwd=docs_workspace)
     assert_ok(proc)
     assert keys_in(s3, s3_server, bucket) == docs_keys()
+    # The state object is written next to the files, and nothing else is.
+    assert keys_in(s3, s3_server, bucket, with_state=True) == docs_keys() | {state_key("target/location/")}
+    assert STATE_NAME not in proc.stdout  # never an action line
     assert body(s3, s3_server, bucket, "target/location/index.html") == b"<h1>docs</h1>"
     assert_no_secret(proc, DOCS_SECRET_KEY)
 
@@ -193,6 +205,15 @@ def test_docs_delete_example(run_sync, s3_server, s3, bucket, docs_workspace):
     proc = run_sync(drone_env(docs_settings(bucket, delete=True)), cwd=docs_workspace)
     assert_ok(proc)
     assert keys_in(s3, s3_server, bucket) == docs_keys() | {"elsewhere/keep.txt"}
+    assert keys_in(s3, s3_server, bucket, with_state=True) == (
+        docs_keys() | {"elsewhere/keep.txt", state_key("target/location/")})
+
+    # A second delete run: the state object is not "not in source".
+    s3_server.reset()
+    proc = run_sync(drone_env(docs_settings(bucket, delete=True)), cwd=docs_workspace)
+    assert_ok(proc)
+    assert s3_server.writes(bucket) == []
+    assert state_key("target/location/") in keys_in(s3, s3_server, bucket, with_state=True)
 
 
 def test_docs_cloudfront_example(run_sync, s3_server, s3, bucket, docs_workspace, distribution):
@@ -295,7 +316,9 @@ def test_acl_default_private_sends_no_acl_header(run_sync, s3_server, s3, bucket
     proc = run_sync({"PLUGIN_BUCKET": bucket}, cwd=ws)
     assert_ok(proc)
     puts = [r for r in s3_server.writes(bucket) if r.op == "PutObject"]
-    assert len(puts) == 3
+    # three files, then the state object (which carries no ACL header either)
+    assert sorted(r.key for r in puts) == sorted(["a.txt", "b/c.css", "LICENSE", STATE_NAME])
+    assert puts[-1].key == STATE_NAME
     for rec in puts:
         assert "x-amz-acl" not in rec.headers, rec
         assert not any(h.startswith("x-amz-grant-") for h in rec.headers), rec
@@ -309,11 +332,14 @@ def test_acl_default_private_works_on_acl_disabled_bucket(run_sync, s3_server, s
     proc = run_sync({"PLUGIN_BUCKET": acl_disabled_bucket, "PLUGIN_REDIRECTS": '{"old":"/new"}'}, cwd=ws)
     assert_ok(proc)
     assert keys_in(s3, s3_server, acl_disabled_bucket) == {"a.txt", "b/c.css", "old"}
-    # A second run (HeadObject + GetObjectAcl on every object) writes nothing.
+    # The state object was accepted too: it is written without an ACL header.
+    assert keys_in(s3, s3_server, acl_disabled_bucket, with_state=True) == {"a.txt", "b/c.css", "old", STATE_NAME}
+    # A second run (the listing and the state object; no request per object) writes nothing.
     s3_server.reset()
     proc = run_sync({"PLUGIN_BUCKET": acl_disabled_bucket, "PLUGIN_REDIRECTS": '{"old":"/new"}'}, cwd=ws)
     assert_ok(proc)
     assert s3_server.writes(acl_disabled_bucket) == []
+    assert s3_server.ops(acl_disabled_bucket) == collections.Counter({"ListObjectsV2": 1, "GetObject": 1})
 
 
 def test_acl_public_read_on_acl_disabled_bucket_fails(run_sync, s3_server, s3, acl_disabled_bucket, make_tree):
@@ -506,7 +532,13 @@ def test_metadata_names_compared_case_insensitively(run_sync, s3_server, s3, buc
     s3_server.reset()
     proc = run_sync({"PLUGIN_BUCKET": bucket, "PLUGIN_METADATA": '{"owner":"team"}'}, cwd=ws)
     assert_ok(proc)
-    assert write_ops(s3_server, bucket) == ["CopyObject", "CopyObject"]
+    # Both objects are rewritten in place and both have a state entry: the state
+    # object is first written without them, then once more, last, with them.
+    writes = writes_by_key(s3_server, bucket)
+    assert writes[0] == ("PutObject", STATE_NAME), writes
+    assert sorted(writes[1:-1]) == [("CopyObject", "a.txt"), ("CopyObject", "b.txt")], writes
+    assert writes[-1] == ("PutObject", STATE_NAME), writes
+    assert len(writes) == 4, writes
     assert meta(head(s3, s3_server, bucket, "a.txt")) == {"owner": "team"}
 
 
@@ -542,8 +574,12 @@ def test_redirect_rewritten_only_when_location_changes(run_sync, s3_server, s3, 
     proc = run_sync({**base, "PLUGIN_REDIRECTS": '{"old":"/two","keep":"/same"}'}, cwd=ws)
     assert_ok(proc)
     writes = s3_server.writes(bucket)
-    assert [(r.op, r.key) for r in writes] == [("PutObject", "site/old")]
-    assert writes[0].headers["x-amz-website-redirect-location"] == "/two"
+    # The rewritten redirect has a state entry: the state object is written
+    # without it before the redirect is, and again, last, with the new location.
+    assert [(r.op, r.key) for r in writes] == [
+        ("PutObject", state_key("site/")), ("PutObject", "site/old"), ("PutObject", state_key("site/"))]
+    assert "x-amz-website-redirect-location" not in writes[0].headers
+    assert writes[1].headers["x-amz-website-redirect-location"] == "/two"
     assert head(s3, s3_server, bucket, "site/old")["WebsiteRedirectLocation"] == "/two"
     assert head(s3, s3_server, bucket, "site/keep")["WebsiteRedirectLocation"] == "/same"
 
@@ -564,7 +600,9 @@ def test_delete_never_removes_redirects(run_sync, s3_server, s3, bucket, make_tr
     assert_ok(proc)
     assert keys_in(s3, s3_server, bucket) == {"index.html", "a", "b"}
     assert head(s3, s3_server, bucket, "b")["WebsiteRedirectLocation"] == "/y"
-    assert write_ops(s3_server, bucket) == ["DeleteObjects"]
+    # the deletes, then the state object without the deleted keys
+    assert writes_by_key(s3_server, bucket) == [("DeleteObjects", None), ("PutObject", STATE_NAME)]
+    assert STATE_NAME in keys_in(s3, s3_server, bucket, with_state=True)
 
 
 def test_redirect_key_that_is_also_a_file_is_refused(run_sync, s3_server, s3, bucket, make_tree):
@@ -611,6 +649,7 @@ def test_source_single_file(run_sync, s3_server, s3, bucket, make_tree):
     proc = run_sync({"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": "dist/app.js", "PLUGIN_TARGET": "/files"}, cwd=ws)
     assert_ok(proc)
     assert keys_in(s3, s3_server, bucket) == {"files/app.js"}
+    assert keys_in(s3, s3_server, bucket, with_state=True) == {"files/app.js", state_key("files/")}
     assert body(s3, s3_server, bucket, "files/app.js") == b"j"
 
 
@@ -634,6 +673,8 @@ def test_target_forms(run_sync, s3_server, s3, bucket, make_tree, target, prefix
     proc = run_sync({"PLUGIN_BUCKET": bucket, "PLUGIN_TARGET": target}, cwd=ws)
     assert_ok(proc)
     assert keys_in(s3, s3_server, bucket) == {prefix + "index.html", prefix + "a/b.txt"}
+    assert keys_in(s3, s3_server, bucket, with_state=True) == {
+        prefix + "index.html", prefix + "a/b.txt", state_key(prefix)}
     assert not any(r.key.startswith("/") or "//" in r.key for r in s3_server.writes(bucket))
 
 

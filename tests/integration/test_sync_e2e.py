@@ -26,10 +26,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import pytest
 from boto3.s3.transfer import TransferConfig
 
+from conftest import STATE_NAME, is_state_key, read_state, state_key
+
 MiB = 1024 * 1024
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 ACTION_RE = re.compile(r"^(upload|update|redirect|delete) +(\S.*?)  \((.*)\)$")
-READ_OPS = {"ListObjectsV2", "HeadObject", "GetObjectAcl"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -90,11 +91,12 @@ def keys_of(requests: Iterable[Any], op: Optional[str] = None) -> List[str]:
     return sorted(r.key for r in requests if op is None or r.op == op)
 
 
-def all_keys(s3: Any, bucket: str) -> List[str]:
+def all_keys(s3: Any, bucket: str, with_state: bool = False) -> List[str]:
+    """Every key in the bucket; without the product's state object(s) unless `with_state`."""
     keys: List[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys.extend(o["Key"] for o in page.get("Contents", []))
-    return sorted(keys)
+    return sorted(k for k in keys if with_state or not is_state_key(k))
 
 
 def head(s3: Any, bucket: str, key: str) -> Dict[str, Any]:
@@ -126,6 +128,44 @@ def put_many(s3: Any, bucket: str, keys: Iterable[str], data: bytes = b"x") -> N
 def assert_no_writes(s3_server: Any, bucket: str) -> None:
     assert s3_server.writes(bucket) == []
     assert s3_server.writes() == []  # no CreateInvalidation either (it has no bucket)
+
+
+def file_writes(s3_server: Any, bucket: str) -> List[Any]:
+    """Writes to anything but the state object."""
+    return [r for r in s3_server.writes(bucket) if not is_state_key(r.key)]
+
+
+def is_in_place_write(req: Any) -> bool:
+    """A write that keeps the object's bytes: a copy onto itself, an ACL, a redirect (re)written."""
+    return req.op in ("CopyObject", "PutObjectAcl") or (
+        req.op == "PutObject" and "x-amz-website-redirect-location" in req.headers)
+
+
+def assert_state_written(s3_server: Any, bucket: str, prefix: str, in_place: Iterable[str] = ()) -> None:
+    """The state object's writes. Without `in_place`: exactly one PutObject of this
+    target's, after every other write. With `in_place` (keys rewritten in place that
+    the stored state had an entry for): exactly two, the first before any copy or
+    redirect write, the second after every other write."""
+    writes = s3_server.writes(bucket)
+    state_writes = [(i, r.op, r.key) for i, r in enumerate(writes) if is_state_key(r.key)]
+    assert writes and writes[-1].key == state_key(prefix), writes
+    assert writes[-1].op == "PutObject", writes
+    in_place = set(in_place)
+    if not in_place:
+        assert [(op, key) for _, op, key in state_writes] == [("PutObject", state_key(prefix))], writes
+        return
+    assert [(op, key) for _, op, key in state_writes] == [("PutObject", state_key(prefix))] * 2, writes
+    first = state_writes[0][0]
+    rewritten = [i for i, r in enumerate(writes) if r.key in in_place]
+    assert {writes[i].key for i in rewritten} == in_place, writes
+    assert all(is_in_place_write(writes[i]) for i in rewritten), writes
+    assert first < min(i for i, r in enumerate(writes) if is_in_place_write(r)), writes
+
+
+def assert_only_list_and_state(s3_server: Any, bucket: str, prefix: str) -> None:
+    """A run that needed no request per object: one listing, one GET of the state object."""
+    assert s3_server.ops(bucket) == collections.Counter({"ListObjectsV2": 1, "GetObject": 1}), s3_server.ops(bucket)
+    assert keys_of(s3_server.requests, "GetObject") == [state_key(prefix)]
 
 
 # --------------------------------------------------------------------------- request economy
@@ -170,7 +210,11 @@ def test_second_run_with_nothing_changed_writes_nothing(s3_server, s3, bucket, m
     env = plugin_env(bucket, delete=True, cloudfront_distribution=distribution, **SITE_SETTINGS)
 
     first = ok(run_sync(env, cwd=src))
-    assert s3_server.ops(bucket) == collections.Counter({"PutObject": n_files + 1, "ListObjectsV2": 1})
+    # 30 files + 1 redirect + the state object; no state to read yet
+    assert s3_server.ops(bucket) == collections.Counter({"PutObject": n_files + 2, "ListObjectsV2": 1})
+    assert keys_of(s3_server.writes(bucket)) == sorted(list(SITE) + ["old/page.html", STATE_NAME])
+    assert_state_written(s3_server, bucket, "")
+    assert STATE_NAME not in first.stdout
     assert s3_server.ops()["CreateInvalidation"] == 1
     assert summary_counts(first.stdout)["uploaded"] == n_files
     assert summary_counts(first.stdout)["redirects"] == 1
@@ -188,11 +232,11 @@ def test_second_run_with_nothing_changed_writes_nothing(s3_server, s3, bucket, m
     for op in ("PutObject", "PutObjectAcl", "CopyObject", "DeleteObjects", "DeleteObject", "CreateMultipartUpload"):
         assert ops[op] == 0, op
     assert s3_server.ops()["CreateInvalidation"] == 0
-    # Read budget: at most one HeadObject and one GetObjectAcl per object the
-    # run looks at (30 files + 1 redirect); observed: exactly 31 and 31.
-    assert set(ops) <= READ_OPS, ops
-    assert ops["HeadObject"] <= n_files + 1
-    assert ops["GetObjectAcl"] <= n_files + 1
+    # The state object vouches for all 31 objects: no request per object.
+    assert ops["GetObject"] == 1
+    assert ops["HeadObject"] == 0
+    assert ops["GetObjectAcl"] == 0
+    assert_only_list_and_state(s3_server, bucket, "")
     assert actions(second.stdout) == []
     assert summary_counts(second.stdout) == {
         "uploaded": 0, "updated": 0, "redirects": 0, "deleted": 0, "unchanged": n_files + 1}
@@ -215,6 +259,7 @@ def test_fresh_checkout_with_new_mtimes_uploads_nothing(s3_server, s3, bucket, m
     proc = ok(run_sync(env, cwd=checkout))
     assert_no_writes(s3_server, bucket)
     assert s3_server.ops(bucket)["ListObjectsV2"] == 1
+    assert_only_list_and_state(s3_server, bucket, "")
     assert summary_counts(proc.stdout)["uploaded"] == 0
     assert summary_counts(proc.stdout)["unchanged"] == len(SITE) + 1
 
@@ -233,8 +278,9 @@ def test_listing_paginates_past_1000_objects(s3_server, s3, bucket, make_tree, r
     proc = ok(run_sync(env, cwd=src))
     ops = s3_server.ops(bucket)
     assert ops["ListObjectsV2"] == 2
-    assert ops["PutObject"] == 2
-    assert keys_of(s3_server.writes(bucket)) == ["site/z-changed.txt", "site/z-new.txt"]
+    assert ops["PutObject"] == 3  # the two files and the state object
+    assert keys_of(file_writes(s3_server, bucket)) == ["site/z-changed.txt", "site/z-new.txt"]
+    assert_state_written(s3_server, bucket, "site/")
     assert ops["DeleteObjects"] == 0  # delete is off: the 1,000 others stay
     assert action_map(proc.stdout) == {
         "site/z-changed.txt": ("upload", "content changed, 4 B"),
@@ -242,6 +288,7 @@ def test_listing_paginates_past_1000_objects(s3_server, s3, bucket, make_tree, r
     }
     with s3_server.paused():
         assert len(all_keys(s3, bucket)) == 1003
+        assert len(all_keys(s3, bucket, with_state=True)) == 1004
         assert body(s3, bucket, "site/z-changed.txt") == b"new2"
 
 
@@ -259,27 +306,29 @@ def test_change_detection_same_size_size_change_and_new_file(s3_server, s3, buck
     s3_server.reset()
     proc = ok(run_sync(env, cwd=src))
     ops = s3_server.ops(bucket)
-    assert set(ops) == {"ListObjectsV2", "PutObject", "HeadObject", "GetObjectAcl"}, ops
-    assert ops["ListObjectsV2"] == 1 and ops["PutObject"] == 1
-    # HEAD only where the size matches: here all four files (observed: 4 and 4).
-    assert ops["HeadObject"] <= 4 and ops["GetObjectAcl"] <= 4
-    assert keys_of(s3_server.writes(bucket)) == ["out/a.txt"]
+    # The state object vouches for all four same-size objects (their listed ETags
+    # did not change): the local digest alone tells a.txt changed. No HEAD at all.
+    assert ops == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "PutObject": 2}), ops
+    assert keys_of(file_writes(s3_server, bucket)) == ["out/a.txt"]
+    assert_state_written(s3_server, bucket, "out/")
     assert action_map(proc.stdout) == {"out/a.txt": ("upload", "content changed, 4 B")}
 
     # Size change: no hash, no HEAD needed for it.
     (src / "c" / "d.txt").write_text("ddddd")
     s3_server.reset()
     proc = ok(run_sync(env, cwd=src))
-    assert s3_server.ops(bucket)["PutObject"] == 1
-    assert keys_of(s3_server.writes(bucket)) == ["out/c/d.txt"]
+    assert s3_server.ops(bucket)["PutObject"] == 2
+    assert keys_of(file_writes(s3_server, bucket)) == ["out/c/d.txt"]
+    assert_state_written(s3_server, bucket, "out/")
     assert action_map(proc.stdout) == {"out/c/d.txt": ("upload", "size changed, 5 B")}
 
     # A new file.
     (src / "c" / "new.txt").write_text("n")
     s3_server.reset()
     proc = ok(run_sync(env, cwd=src))
-    assert s3_server.ops(bucket)["PutObject"] == 1
-    assert keys_of(s3_server.writes(bucket)) == ["out/c/new.txt"]
+    assert s3_server.ops(bucket)["PutObject"] == 2
+    assert keys_of(file_writes(s3_server, bucket)) == ["out/c/new.txt"]
+    assert_state_written(s3_server, bucket, "out/")
     assert action_map(proc.stdout) == {"out/c/new.txt": ("upload", "new, 1 B")}
     assert summary_counts(proc.stdout)["uploaded"] == 1
     assert summary_counts(proc.stdout)["unchanged"] == 4
@@ -292,6 +341,7 @@ def test_change_detection_same_size_size_change_and_new_file(s3_server, s3, buck
     s3_server.reset()
     ok(run_sync(env, cwd=src))
     assert_no_writes(s3_server, bucket)
+    assert_only_list_and_state(s3_server, bucket, "out/")
 
 
 # --------------------------------------------------------------------------- multipart
@@ -313,18 +363,24 @@ def test_multipart_upload_and_rerun(s3_server, s3, bucket, make_tree, run_sync):
     assert ops["CreateMultipartUpload"] == 1
     assert ops["UploadPart"] == 3  # 8 + 8 + 1 MiB
     assert ops["CompleteMultipartUpload"] == 1
-    assert ops["PutObject"] == 1  # small.txt only
+    assert ops["PutObject"] == 2  # small.txt and the state object
+    assert keys_of(s3_server.writes(bucket), "PutObject") == [STATE_NAME, "small.txt"]
+    assert_state_written(s3_server, bucket, "")
     assert ops["AbortMultipartUpload"] == 0
     assert action_map(proc.stdout)["big.bin"] == ("upload", "new, 17.0 MiB")
     with s3_server.paused():
         etag = s3.head_object(Bucket=bucket, Key="big.bin")["ETag"].strip('"')
         assert etag.endswith("-3")
         assert body(s3, bucket, "big.bin") == data
-        _moto_private_acl(s3, bucket, "big.bin")
+        # The state records the multipart ETag S3 returned.
+        assert read_state(s3, bucket, STATE_NAME)["objects"]["big.bin"][:2] == [etag, 17 * MiB]
 
+    # No _moto_private_acl here: with the state, the rerun never asks for the
+    # multipart object's ACL (which moto would answer with a 500).
     s3_server.reset()
     ok(run_sync(env, cwd=src))
     assert_no_writes(s3_server, bucket)
+    assert_only_list_and_state(s3_server, bucket, "")
 
 
 def _foreign_multipart(s3: Any, bucket: str, key: str, data: bytes, tmp_path: Path) -> str:
@@ -344,9 +400,18 @@ def test_foreign_multipart_object_with_5mib_parts_is_recognised(s3_server, s3, b
     src = make_tree({"big.bin": data})
     s3_server.reset()
     proc = ok(run_sync(plugin_env(bucket, target="pkg"), cwd=src))
-    assert_no_writes(s3_server, bucket)
+    # Nothing uploaded: the only write is the first state object (no state existed).
+    assert file_writes(s3_server, bucket) == []
+    assert s3_server.writes() == s3_server.writes(bucket)
+    assert_state_written(s3_server, bucket, "pkg/")
     assert summary_counts(proc.stdout)["unchanged"] == 1
     assert s3_server.ops(bucket)["HeadObject"] <= 1
+    assert s3_server.ops(bucket)["GetObject"] == 0  # no state object was listed
+
+    s3_server.reset()
+    ok(run_sync(plugin_env(bucket, target="pkg"), cwd=src))
+    assert_no_writes(s3_server, bucket)
+    assert_only_list_and_state(s3_server, bucket, "pkg/")
 
 
 def test_foreign_multipart_object_with_other_bytes_is_uploaded(s3_server, s3, bucket, make_tree, run_sync, tmp_path):
@@ -362,6 +427,8 @@ def test_foreign_multipart_object_with_other_bytes_is_uploaded(s3_server, s3, bu
     assert ops["CreateMultipartUpload"] == 1
     assert ops["UploadPart"] == 2  # our 8 MiB parts: 8 + 4
     assert ops["CompleteMultipartUpload"] == 1
+    assert keys_of(s3_server.writes(bucket), "PutObject") == [state_key("pkg/")]
+    assert_state_written(s3_server, bucket, "pkg/")
     assert action_map(proc.stdout) == {"pkg/big.bin": ("upload", "content changed, 12.0 MiB")}
     with s3_server.paused():
         assert body(s3, bucket, "pkg/big.bin") == bytes(local)
@@ -397,7 +464,9 @@ class Drift:
     def change(self, copied: Iterable[str], reason: str, allow_acl_put: bool = False) -> Any:
         proc = self.sync()
         copied = sorted("www/" + k for k in copied)
-        writes = self.s3_server.writes(self.bucket)
+        # Every copied key had a state entry: two state writes around the copies.
+        assert_state_written(self.s3_server, self.bucket, "www/", in_place=copied)
+        writes = file_writes(self.s3_server, self.bucket)
         ops = collections.Counter(r.op for r in writes)
         if allow_acl_put and ops["PutObjectAcl"]:
             assert keys_of(writes) == copied
@@ -417,6 +486,7 @@ class Drift:
         # and then it stays fixed
         again = self.sync()
         assert_no_writes(self.s3_server, self.bucket)
+        assert_only_list_and_state(self.s3_server, self.bucket, "www/")
         assert actions(again.stdout) == []
         return proc
 
@@ -433,7 +503,8 @@ def test_header_drift_is_fixed_with_metadata_only_copies(s3_server, s3, bucket, 
     )
     drift = Drift(s3_server, s3, bucket, run_sync, src, settings)
     drift.sync()
-    assert s3_server.ops(bucket)["PutObject"] == 5
+    assert s3_server.ops(bucket)["PutObject"] == 6  # five files and the state object
+    assert_state_written(s3_server, bucket, "www/")
     png_type = drift.head("img.png")["ContentType"]
     assert png_type == "image/png"
     html_type = drift.head("index.html")["ContentType"]
@@ -515,7 +586,8 @@ def test_redirect_keeps_its_location_when_its_headers_drift(s3_server, s3, bucke
     settings["cache_control"] = {".html": "max-age=300"}
     s3_server.reset()
     proc = ok(run_sync(plugin_env(bucket, target="www", **settings), cwd=src))
-    writes = s3_server.writes(bucket)
+    assert_state_written(s3_server, bucket, "www/", in_place=["www/index.html", "www/old.html"])
+    writes = file_writes(s3_server, bucket)
     # index.html: a metadata-only copy; the redirect: one write of either kind
     # (observed: the zero-byte redirect object is written again with PutObject).
     by_key: Dict[str, List[str]] = collections.defaultdict(list)
@@ -544,7 +616,9 @@ def test_redirect_keeps_its_location_when_its_headers_drift(s3_server, s3, bucke
     settings["redirects"] = {"old.html": "/elsewhere/"}
     s3_server.reset()
     proc = ok(run_sync(plugin_env(bucket, target="www", **settings), cwd=src))
-    assert keys_of(s3_server.writes(bucket)) == ["www/old.html"]
+    assert [(r.op, r.key) for r in file_writes(s3_server, bucket)] == [("PutObject", "www/old.html")]
+    assert_state_written(s3_server, bucket, "www/", in_place=["www/old.html"])
+    assert s3_server.ops(bucket)["PutObject"] == 3  # the state object, the redirect, the state object
     assert action_map(proc.stdout)["www/old.html -> /elsewhere/"][0] == "redirect"
     with s3_server.paused():
         assert head(s3, bucket, "www/old.html")["WebsiteRedirectLocation"] == "/elsewhere/"
@@ -580,8 +654,9 @@ def test_special_character_keys_upload_update_and_delete(s3_server, s3, bucket, 
 
     settings: Dict[str, Any] = dict(cache_control="max-age=1")
     ok(run_sync(plugin_env(bucket, target="site", **settings), cwd=src))
-    assert keys_of(s3_server.writes(bucket), "PutObject") == expected
-    assert s3_server.ops(bucket)["PutObject"] == len(files)
+    assert keys_of(file_writes(s3_server, bucket), "PutObject") == expected
+    assert s3_server.ops(bucket)["PutObject"] == len(files) + 1
+    assert_state_written(s3_server, bucket, "site/")
     with s3_server.paused():
         assert all_keys(s3, bucket) == expected
         assert body(s3, bucket, "site/crème.txt") == b"nfd"
@@ -593,7 +668,9 @@ def test_special_character_keys_upload_update_and_delete(s3_server, s3, bucket, 
     proc = ok(run_sync(plugin_env(bucket, target="site", **settings), cwd=src))
     assert keys_of(s3_server.writes(bucket), "CopyObject") == expected
     assert s3_server.ops(bucket)["CopyObject"] == len(files)
-    assert s3_server.ops(bucket)["PutObject"] == 0
+    assert s3_server.ops(bucket)["PutObject"] == 2  # the state object only: before the copies and last
+    assert s3_server.ops(bucket)["HeadObject"] == 0  # the state object knew the old headers
+    assert_state_written(s3_server, bucket, "site/", in_place=expected)
     assert sorted(action_map(proc.stdout)) == expected
     with s3_server.paused():
         for key in expected:
@@ -603,6 +680,7 @@ def test_special_character_keys_upload_update_and_delete(s3_server, s3, bucket, 
     s3_server.reset()
     ok(run_sync(plugin_env(bucket, target="site", **settings), cwd=src))
     assert_no_writes(s3_server, bucket)
+    assert_only_list_and_state(s3_server, bucket, "site/")
 
     # Delete them all but one.
     empty = make_tree({"keep.txt": "k"})
@@ -611,8 +689,10 @@ def test_special_character_keys_upload_update_and_delete(s3_server, s3, bucket, 
     assert s3_server.ops(bucket)["DeleteObjects"] == 1
     got = action_map(proc.stdout)
     assert {k for k, v in got.items() if v == ("delete", "not in source")} == set(expected)
+    assert STATE_NAME not in proc.stdout
     with s3_server.paused():
         assert all_keys(s3, bucket) == ["site/keep.txt"]
+        assert all_keys(s3, bucket, with_state=True) == [state_key("site/"), "site/keep.txt"]
 
 
 # --------------------------------------------------------------------------- delete safety
@@ -630,17 +710,20 @@ def test_delete_only_strictly_inside_the_target(s3_server, s3, bucket, make_tree
     ops = s3_server.ops(bucket)
     assert ops["DeleteObjects"] == 1
     assert ops["DeleteObject"] == 0
-    assert ops["PutObject"] == 3
+    assert ops["PutObject"] == 4  # three files and the state object
+    assert_state_written(s3_server, bucket, "site/")
     deletes = {k for k, v in action_map(proc.stdout).items() if v[0] == "delete"}
     assert deletes == {"site/gone.txt", "site/sub/gone2.txt"}
     assert summary_counts(proc.stdout)["deleted"] == 2
-    # every write precedes the delete request
-    names = [r.op for r in s3_server.requests if r.bucket == bucket]
+    # every file write precedes the delete request; the state object comes last
+    names = [r.op for r in file_writes(s3_server, bucket)]
     assert max(i for i, op in enumerate(names) if op == "PutObject") < names.index("DeleteObjects")
+    assert names[-1] == "DeleteObjects"
     with s3_server.paused():
         assert all_keys(s3, bucket) == sorted([
             "site-old/a.txt", "sitemap.xml", "siteX", "site/dir/", "site/moved.html",
             "site/keep.txt", "site/a.txt", "site/b/c.txt"])
+        assert state_key("site/") in all_keys(s3, bucket, with_state=True)
 
 
 def test_delete_at_bucket_root(s3_server, s3, bucket, make_tree, run_sync):
@@ -651,10 +734,18 @@ def test_delete_at_bucket_root(s3_server, s3, bucket, make_tree, run_sync):
     src = make_tree({"keep.txt": "old", "new.txt": "n"})
     proc = ok(run_sync(plugin_env(bucket, target="/", delete=True), cwd=src))
     assert s3_server.ops(bucket)["DeleteObjects"] == 1
-    assert keys_of(s3_server.writes(bucket), "PutObject") == ["new.txt"]  # keep.txt unchanged
+    assert keys_of(file_writes(s3_server, bucket), "PutObject") == ["new.txt"]  # keep.txt unchanged
+    assert_state_written(s3_server, bucket, "")
     assert {k for k, v in action_map(proc.stdout).items() if v[0] == "delete"} == {"orphan.txt", "deep/orphan.txt"}
     with s3_server.paused():
         assert all_keys(s3, bucket) == ["dir/", "keep.txt", "new.txt"]
+        assert all_keys(s3, bucket, with_state=True) == [STATE_NAME, "dir/", "keep.txt", "new.txt"]
+
+    # The next delete run at the root does not take the state object for an orphan.
+    s3_server.reset()
+    proc = ok(run_sync(plugin_env(bucket, target="/", delete=True), cwd=src))
+    assert_no_writes(s3_server, bucket)
+    assert actions(proc.stdout) == []
 
 
 def test_deletes_come_after_all_uploads(s3_server, s3, bucket, make_tree, run_sync):
@@ -662,12 +753,14 @@ def test_deletes_come_after_all_uploads(s3_server, s3, bucket, make_tree, run_sy
         put_many(s3, bucket, [f"o/{i:02d}.txt" for i in range(20)])
     src = make_tree({f"n/{i:02d}.txt": f"new {i}" for i in range(20)})
     ok(run_sync(plugin_env(bucket, delete=True, max_concurrency=8), cwd=src))
-    names = [r.op for r in s3_server.requests if r.bucket == bucket]
+    names = [r.op for r in s3_server.requests if r.bucket == bucket and not is_state_key(r.key)]
     assert names.count("PutObject") == 20
     assert names.count("DeleteObjects") == 1
     first_delete = names.index("DeleteObjects")
     assert all(i < first_delete for i, op in enumerate(names) if op == "PutObject")
     assert names[-1] == "DeleteObjects"
+    # the state object is written once, after the deletes
+    assert_state_written(s3_server, bucket, "")
     with s3_server.paused():
         assert all_keys(s3, bucket) == sorted(f"n/{i:02d}.txt" for i in range(20))
 
@@ -683,9 +776,12 @@ def test_1500_orphans_are_deleted_in_two_batches(s3_server, s3, bucket, make_tre
     assert ops["DeleteObject"] == 0
     assert ops["ListObjectsV2"] == 2
     assert ops["HeadObject"] == 0  # no object the size of a local file
+    assert ops["PutObject"] == 2  # index.html and the state object
+    assert_state_written(s3_server, bucket, "t/")
     assert summary_counts(proc.stdout)["deleted"] == 1500
     with s3_server.paused():
         assert all_keys(s3, bucket) == ["t/index.html"]
+        assert all_keys(s3, bucket, with_state=True) == [state_key("t/"), "t/index.html"]
 
 
 def test_delete_off_deletes_nothing(s3_server, s3, bucket, make_tree, run_sync):
@@ -719,8 +815,12 @@ def test_no_deletes_after_a_failed_upload(s3_server, s3, acl_disabled_bucket, ma
     assert summary_counts(proc.stdout)["failed"] == 1
     assert summary_counts(proc.stdout)["uploaded"] == 3
     assert summary_counts(proc.stdout)["deleted"] == 0
+    # The state object records what did succeed (the failed key gets no entry), and
+    # is accepted by the ACL-disabled bucket (no ACL header).
+    assert_state_written(s3_server, bucket, "")
     with s3_server.paused():
         assert all_keys(s3, bucket) == ["a.txt", "b/c.txt", "d.html", "orphan.txt"]
+        assert sorted(read_state(s3, bucket, STATE_NAME)["objects"]) == ["a.txt", "b/c.txt", "d.html"]
 
 
 # --------------------------------------------------------------------------- CloudFront
@@ -771,7 +871,9 @@ def test_cloudfront_invalidates_exactly_what_changed(s3_server, s3, bucket, make
     s3_server.reset()
     ok(run_sync(env, cwd=src))
     assert s3_server.ops()["CreateInvalidation"] == 1
-    assert s3_server.ops(bucket)["PutObject"] == 1
+    assert s3_server.ops(bucket)["PutObject"] == 2  # a.txt and the state object (never invalidated)
+    assert keys_of(file_writes(s3_server, bucket), "PutObject") == ["a.txt"]
+    assert_state_written(s3_server, bucket, "")
     assert s3_server.ops(bucket)["DeleteObjects"] == 1
     assert _invalidations(s3_server, cloudfront, distribution) == [expected, ["/a.txt", "/gone.txt"]]
 
@@ -801,7 +903,9 @@ def test_cloudfront_client_follows_aws_endpoint_url_variables(s3_server, bucket,
     assert "Traceback" not in proc.stderr
     assert "CloudFront" in proc.stdout + proc.stderr
     assert s3_server.ops()["CreateInvalidation"] == 0
-    assert s3_server.ops(bucket)["PutObject"] == 1  # the upload itself was done
+    assert s3_server.ops(bucket)["PutObject"] == 2  # the upload itself was done, and the state object
+    assert keys_of(file_writes(s3_server, bucket), "PutObject") == ["a.txt"]
+    assert_state_written(s3_server, bucket, "")
     assert len(_invalidations(s3_server, cloudfront, distribution)) == 1
 
 
@@ -830,7 +934,8 @@ def test_secrets_never_printed_even_with_debug(s3_server, bucket, make_tree, run
     if failing:
         assert "no-such-bucket-zz9" in proc.stderr
     else:
-        assert s3_server.ops(bucket)["PutObject"] == 2
+        assert s3_server.ops(bucket)["PutObject"] == 3  # two files and the state object
+        assert_state_written(s3_server, bucket, "")
 
 
 # --------------------------------------------------------------------------- output
@@ -871,5 +976,11 @@ def test_output_one_line_per_action_with_reason_and_one_summary(s3_server, s3, b
         i for i, line in enumerate(lines) if line.startswith(("upload ", "update ", "redirect ")))
     assert lines[-1].startswith("Done:")
     assert proc.stderr == ""
+    assert STATE_NAME not in proc.stdout  # the state object is never an action
     ops = s3_server.ops(bucket)
-    assert ops["PutObject"] == 4 and ops["CopyObject"] == 1 and ops["DeleteObjects"] == 1
+    # three uploads, the new redirect and the state object twice: page.html is
+    # rewritten in place and had an entry (the new redirect had none)
+    assert ops["PutObject"] == 6 and ops["CopyObject"] == 1 and ops["DeleteObjects"] == 1
+    assert_state_written(s3_server, bucket, "o/", in_place=["o/page.html"])
+    writes = [(r.op, r.key) for r in s3_server.writes(bucket)]
+    assert writes[-2:] == [("DeleteObjects", None), ("PutObject", state_key("o/"))]
