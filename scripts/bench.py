@@ -688,15 +688,24 @@ class Result:
     bytes: Dict[str, int] = field(default_factory=dict)
     error: str = ""  # the tool failed: exit code or timeout, with the log
     mismatch: str = ""  # the bucket does not match the source
+    rss_mb: Optional[float] = None  # peak RSS of the command (when measured)
+    cpu_s: Optional[float] = None  # user + system CPU of the command (when measured)
+    server_cpu_s: Optional[float] = None  # CPU the S3 server process used during the run
 
     @property
     def requests(self) -> int:
         return sum(self.ops.values())
 
 
-def verify(s3, bucket: str, manifest: Manifest) -> str:
+# Objects a tool keeps next to the files on purpose; not counted as "extra".
+OWN_OBJECTS = {"drone-s3-sync": (".drone-s3-sync-state.json.gz",)}
+
+
+def verify(s3, bucket: str, manifest: Manifest, ignore: Sequence[str] = ()) -> str:
     """'' when the bucket holds exactly the manifest (listing only, no GetObject)."""
     listing = list_bucket(s3, bucket)
+    for key in ignore:
+        listing.pop(key, None)
     missing = sorted(set(manifest) - set(listing))
     extra = sorted(set(listing) - set(manifest))
     differ = []
@@ -712,14 +721,65 @@ def verify(s3, bucket: str, manifest: Manifest) -> str:
     return "; ".join(problems)
 
 
+_RUSAGE_WRAPPER = """
+import os, resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w") as out:
+    out.write(f"Maximum resident set size (kbytes): {ru.ru_maxrss}\\n")
+    out.write(f"User time (seconds): {ru.ru_utime}\\nSystem time (seconds): {ru.ru_stime}\\n")
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def measured(argv: List[str], report: Path) -> List[str]:
+    """argv run under GNU time -v (peak RSS, CPU) written to `report`; without
+    /usr/bin/time, a small Python parent reads getrusage(RUSAGE_CHILDREN)."""
+    gnu = shutil.which("time", path="/usr/bin:/bin")
+    if gnu:
+        return [gnu, "-v", "-o", str(report), *argv]
+    return [sys.executable, "-c", _RUSAGE_WRAPPER, str(report), *argv]
+
+
+def parse_rusage(report: Path) -> Tuple[Optional[float], Optional[float]]:
+    """(peak RSS in MB, user + system CPU seconds) from a `measured` report."""
+    rss = cpu = None
+    with contextlib.suppress(OSError):
+        for line in report.read_text(errors="replace").splitlines():
+            name, _, value = line.strip().rpartition(": ")
+            with contextlib.suppress(ValueError):
+                if name == "Maximum resident set size (kbytes)":
+                    rss = int(value) * 1024 / MB
+                elif name in ("User time (seconds)", "System time (seconds)"):
+                    cpu = (cpu or 0.0) + float(value)
+    return rss, cpu
+
+
+def process_cpu(pid: Optional[int]) -> Optional[float]:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run_tool(tool: Tool, src: Path, bucket: str, server: Server, s3, manifest: Manifest, log: Path,
-             timeout: float) -> Result:
+             timeout: float, extra_env: Optional[Dict[str, str]] = None, measure: bool = False) -> Result:
     argv, extra = tool.command(src, bucket, server.endpoint)
     env = clean_env(BENCH / "home")
     env.update(extra)
+    env.update(extra_env or {})
     log.parent.mkdir(parents=True, exist_ok=True)
+    rusage = log.with_suffix(".rusage")
+    if measure:
+        rusage.unlink(missing_ok=True)
+        argv = measured(argv, rusage)
     result = Result()
     server.reset()
+    server_cpu = process_cpu(server.proc.pid if server.proc else None)
     with open(log, "wb") as out:
         out.write(("$ " + " ".join(argv) + "\n").encode())
         out.flush()
@@ -736,6 +796,11 @@ def run_tool(tool: Tool, src: Path, bucket: str, server: Server, s3, manifest: M
         except OSError as exc:
             code, result.error = -1, f"cannot start: {exc}"
         result.seconds = time.perf_counter() - started
+    after = process_cpu(server.proc.pid if server.proc else None)
+    if server_cpu is not None and after is not None:
+        result.server_cpu_s = after - server_cpu
+    if measure:
+        result.rss_mb, result.cpu_s = parse_rusage(rusage)
     stats = server.counters()
     result.ops, result.failed, result.bytes = stats["ops"], stats["failed"], stats["bytes"]
     if code is None:
@@ -744,7 +809,7 @@ def run_tool(tool: Tool, src: Path, bucket: str, server: Server, s3, manifest: M
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
         result.error = f"exit {code}: {tail[0][:200] if tail else ''}; log: {log.relative_to(ROOT)}"
     if not result.error:
-        result.mismatch = verify(s3, bucket, manifest)
+        result.mismatch = verify(s3, bucket, manifest, OWN_OBJECTS.get(tool.name, ()))
     return result
 
 
@@ -994,6 +1059,339 @@ def write_report(path: Path, text: str, command: str) -> None:
 
 
 # =========================================================================
+# Extras: hashing speed, scale (10k / 100k files), start-up
+# =========================================================================
+
+EXTRAS = ("hash", "scale", "startup")
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def _files_of(ds: DataSet) -> List[Tuple[str, int]]:
+    return [(str(ds.root / key), size) for key, (size, _) in sorted(ds.manifest.items())]
+
+
+def _read_all(files: Sequence[Tuple[str, int]]) -> None:
+    """Read every file once so the measurements below read from the page cache."""
+    buffer = bytearray(1 << 22)
+    for path, _ in files:
+        with open(path, "rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
+
+
+def _md5_one_thread(files: Sequence[Tuple[str, int]], read_size: int) -> None:
+    buffer = bytearray(read_size)
+    view = memoryview(buffer)
+    for path, _ in files:
+        md5 = hashlib.md5()
+        with open(path, "rb", buffering=0) as handle:
+            while True:
+                count = handle.readinto(buffer)
+                if not count:
+                    break
+                md5.update(view[:count])
+        md5.hexdigest()
+
+
+_buffers = threading.local()
+
+
+def _md5_file(path: str, read_size: int) -> str:
+    """MD5 of one file, reusing one read buffer per thread (allocating a zeroed
+    multi-MiB buffer per file costs more than hashing a small file)."""
+    md5 = hashlib.md5()
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None or len(buffer) != read_size:
+        buffer = _buffers.buffer = bytearray(read_size)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            md5.update(view[:count])
+    return md5.hexdigest()
+
+
+def bench_hash(datasets: List[DataSet], repeat: int) -> dict:
+    """MB/s of the product's hashing stage against hashlib.md5 on one core,
+    on the same files, read from the page cache."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from drone_s3_sync.digest import PART_SIZE, READ_SIZE, file_digest
+    from drone_s3_sync.pipeline import hash_workers
+
+    workers = hash_workers()
+    methods: List[Tuple[str, str, Callable]] = []
+
+    def pooled(fn: Callable[[str, int], object]) -> Callable[[Sequence[Tuple[str, int]]], None]:
+        def run(files):
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(lambda f: fn(*f), files):
+                    pass
+        return run
+
+    methods = [
+        ("md5", f"hashlib.md5, 1 thread ({READ_SIZE // (1 << 20)} MiB reads): the baseline",
+         lambda files: _md5_one_thread(files, READ_SIZE)),
+        ("md5-pool", f"hashlib.md5 alone, {workers} threads, one buffer per thread (what the cores allow)",
+         pooled(lambda p, s: _md5_file(p, READ_SIZE))),
+        ("digest-md5-1", "product: file_digest(md5=True), 1 thread (per-file cost without the pool)",
+         lambda files: [file_digest(p, md5=True) for p, _ in files]),
+        ("digest-md5", f"(b) product: file_digest(md5=True) (MD5 + xxh3-128, one read), {workers} threads",
+         pooled(lambda p, s: file_digest(p, md5=True))),
+        ("digest-xxh", f"(c) product: file_digest(md5=False) (xxh3-128 only: a run with a valid state), "
+                       f"{workers} threads",
+         pooled(lambda p, s: file_digest(p, md5=False))),
+        ("digest-mpu", f"(d) product: multipart ETag, {PART_SIZE // (1 << 20)} MiB parts (+ xxh3), "
+                       f"{workers} threads",
+         pooled(lambda p, s: file_digest(p, md5=False, part_sizes=[PART_SIZE]))),
+    ]
+    table: Dict[str, Dict[str, Optional[float]]] = {m[0]: {} for m in methods}
+    described = []
+    for ds in datasets:
+        files = _files_of(ds)
+        total = sum(size for _, size in files)
+        _read_all(files)
+        described.append(f"{ds.name}: {len(files):,} files, {total / MB:.0f} MB")
+        for key, label, fn in methods:
+            if key == "digest-mpu" and max(size for _, size in files) < PART_SIZE:
+                table[key][ds.name] = None  # every file single-part: not a multipart case
+                continue
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                fn(files)
+                times.append(time.perf_counter() - started)
+            table[key][ds.name] = total / MB / _median(times)
+            print(f"bench: hash {ds.name:9} {key:10} {table[key][ds.name]:8.0f} MB/s", file=sys.stderr, flush=True)
+    return {"methods": [(k, label) for k, label, _ in methods], "table": table,
+            "datasets": [ds.name for ds in datasets], "described": described, "workers": workers,
+            "repeat": repeat}
+
+
+def make_tiny(files: int, seed: int) -> DataSet:
+    """`files` files of about 100 bytes, 100 per folder, in nested folders."""
+    root = BENCH / "data" / f"tiny-{files}f-s{seed}"
+    manifest = _cached(root)
+    if manifest is None:
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"bench: generating {files:,} tiny files in {root} ...", file=sys.stderr, flush=True)
+        rng = random.Random(f"tiny-{seed}")
+        manifest = {}
+        for i in range(files):
+            rel = f"part-{i // 10000:03d}/dir-{i // 100 % 100:02d}/file-{i % 100:02d}.txt"
+            head = f"tiny file {i}, seed {seed}: ".encode()
+            size = rng.randint(90, 110)
+            data = (head + bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz ") for _ in range(size)))[:size]
+            manifest[rel] = (len(data), _write(root / rel, data))
+        _store(root, manifest)
+    total = sum(s for s, _ in manifest.values())
+    return DataSet(f"tiny-{files}", root, manifest,
+                   f"{len(manifest):,} files of ~100 bytes ({total / MB:.1f} MB), 100 per folder")
+
+
+def bench_scale(args, counts: List[int], server: Server) -> dict:
+    tools, _ = find_tools(["drone-s3-sync"])
+    if not tools:
+        raise SystemExit("bench: drone-s3-sync is not installed")
+    tool = tools[0]
+    (BENCH / "work").mkdir(parents=True, exist_ok=True)  # the tools' working directory
+    s3 = s3_client(server.endpoint)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    rows = []
+    populate_env = ({"PLUGIN_MAX_CONCURRENCY": str(args.scale_populate_concurrency)}
+                    if args.scale_populate_concurrency else {})
+    for n in counts:
+        ds = make_tiny(n, args.seed)
+        bucket = f"bench-scale-{n}-{stamp}"
+        s3.create_bucket(Bucket=bucket)
+        row = {"files": len(ds.manifest), "first": None, "nochange": [], "description": ds.description,
+               "populate": populate_env}
+        try:
+            log = BENCH / "logs" / stamp / f"scale-{n}-first.log"
+            first = run_tool(tool, ds.root, bucket, server, s3, ds.manifest, log, args.timeout,
+                             extra_env=populate_env, measure=True)
+            row["first"] = first
+            print(f"bench: scale {n:>7,} first    {first.seconds:8.2f} s {first.requests:8,} requests  "
+                  f"{first.error or first.mismatch or 'ok'}", file=sys.stderr, flush=True)
+            if first.error:
+                continue
+            for run in range(args.runs):
+                log = BENCH / "logs" / stamp / f"scale-{n}-nochange-r{run + 1}.log"
+                res = run_tool(tool, ds.root, bucket, server, s3, ds.manifest, log, args.timeout, measure=True)
+                row["nochange"].append(res)
+                print(f"bench: scale {n:>7,} nochange {res.seconds:8.2f} s {res.requests:8,} requests  "
+                      f"peak RSS {res.rss_mb or 0:.0f} MB  {res.error or res.mismatch or 'ok'}",
+                      file=sys.stderr, flush=True)
+        finally:
+            rows.append(row)
+            empty_bucket(s3, bucket)
+    return {"rows": rows}
+
+
+def _wall(argv: Sequence[str], env: Dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                   cwd=str(BENCH))
+    return time.perf_counter() - started
+
+
+def bench_startup(repeat: int) -> dict:
+    env = clean_env(BENCH / "home")
+    py = sys.executable
+    exe = shutil.which("drone-s3-sync", path=str(Path(py).parent)) or "drone-s3-sync"
+    commands = [
+        ("`python -c pass` (the interpreter alone)", [py, "-c", "pass"]),
+        ("`python -c \"import drone_s3_sync.pipeline\"`", [py, "-c", "import drone_s3_sync.pipeline"]),
+        ("`drone-s3-sync --version`", [exe, "--version"]),
+    ]
+    rows = []
+    for label, argv in commands:
+        _wall(argv, env)  # warm: page cache and bytecode
+        times = [_wall(argv, env) for _ in range(repeat)]
+        rows.append((label, _median(times), min(times), max(times)))
+        print(f"bench: startup {label:48} {_median(times) * 1000:7.0f} ms", file=sys.stderr, flush=True)
+    per_module: Dict[str, List[Tuple[int, int]]] = {}
+    for _ in range(repeat):
+        out = subprocess.run([py, "-X", "importtime", "-c", "import drone_s3_sync.pipeline"], env=env,
+                             capture_output=True, text=True, check=True, cwd=str(BENCH))
+        for line in out.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s?(.*)$", line)
+            if m:
+                per_module.setdefault(m.group(3).rstrip(), []).append((int(m.group(1)), int(m.group(2))))
+    imports = []
+    for name, values in per_module.items():
+        imports.append((name.strip(), len(name) - len(name.lstrip()),
+                        _median([v[0] for v in values]) / 1000, _median([v[1] for v in values]) / 1000))
+    imports.sort(key=lambda row: -row[3])
+    total_imports = len(per_module)
+    return {"rows": rows, "imports": imports[:10], "repeat": repeat, "modules": total_imports}
+
+
+def render_extras(args, extras: dict) -> str:
+    out = []
+    if "hash" in extras:
+        h = extras["hash"]
+        base = h["table"]["md5"]
+        cores = os.cpu_count() or 1
+        out.append(f"### Hashing speed (extras: hash)")
+        out.append("")
+        out.append(f"MB/s over every file of the data set ({'; '.join(h['described'])}), files read from the "
+                   f"page cache, median of {h['repeat']}; ratio to `hashlib.md5` on one thread over the same "
+                   f"files. The pools use `drone_s3_sync.pipeline.hash_workers()` = {h['workers']} threads "
+                   f"on {cores} cores, so {cores:.2f}x is the ideal for MD5.")
+        out.append("")
+        header = ["method"] + [f"{name} MB/s" for name in h["datasets"]] + [f"{name} vs md5 1 thread"
+                                                                           for name in h["datasets"]]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for key, label in h["methods"]:
+            row = h["table"][key]
+            speeds = [f"{row[d]:,.0f}" if row.get(d) else "-" for d in h["datasets"]]
+            ratios = [f"{row[d] / base[d]:.2f}x" if row.get(d) and base.get(d) else "-" for d in h["datasets"]]
+            out.append("| " + " | ".join([label] + speeds + ratios) + " |")
+        out.append("")
+    if "scale" in extras:
+        rows = extras["scale"]["rows"]
+        out.append("### Scale: drone-s3-sync alone on many tiny files (extras: scale)")
+        out.append("")
+        out.append("Trees of ~100-byte files, 100 per folder, nested; a first upload into a fresh bucket, then "
+                   f"the same tree again with nothing changed (median of {args.runs} no-change run(s); peak RSS "
+                   "the highest of them, measured with GNU `time -v`). Server CPU: what the moto process used "
+                   "during the run.")
+        out.append("")
+        header = ["files", "first upload", "first: per 1,000 files", "no change", "no change: per 1,000 files",
+                  "no change: peak RSS", "no change: CPU (client / server)", "no change: requests"]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for row in rows:
+            first, runs = row["first"], [r for r in row["nochange"] if not r.error]
+            cells = [f"{row['files']:,}"]
+            if first is None or first.error:
+                cells += [f"error: {first.error if first else '?'}"] + [""] * 6
+            else:
+                cells += [f"{first.seconds:.1f} s ({first.requests:,} requests"
+                          + (f", peak RSS {first.rss_mb:.0f} MB)" if first.rss_mb is not None else ")")
+                          + (" MISMATCH" if first.mismatch else ""),
+                          f"{first.seconds / row['files'] * 1000:.2f} s"]
+                if not runs:
+                    cells += ["error"] + [""] * 4
+                else:
+                    secs = _median([r.seconds for r in runs])
+                    rss = max((r.rss_mb for r in runs if r.rss_mb is not None), default=None)
+                    cpu = _median([r.cpu_s for r in runs if r.cpu_s is not None] or [float("nan")])
+                    scpu = _median([r.server_cpu_s for r in runs if r.server_cpu_s is not None] or [float("nan")])
+                    names = sorted({op for r in runs for op in r.ops})
+                    ops = {op: _median([r.ops.get(op, 0) for r in runs]) for op in names}
+                    cells += [f"{secs:.2f} s" + (" MISMATCH" if any(r.mismatch for r in runs) else ""),
+                              f"{secs / row['files'] * 1000:.3f} s",
+                              f"{rss:.0f} MB" if rss is not None else "?",
+                              f"{cpu:.1f} s / {scpu:.1f} s",
+                              _ops_text(ops)]
+            out.append("| " + " | ".join(cells) + " |")
+        done = [r for r in rows if r["first"] is not None and not r["first"].error
+                and any(not x.error for x in r["nochange"])]
+        if len(done) >= 2:
+            a, b = done[0], done[-1]
+            ta = _median([r.seconds for r in a["nochange"] if not r.error])
+            tb = _median([r.seconds for r in b["nochange"] if not r.error])
+            out.append("")
+            out.append(f"Linearity: {b['files'] / a['files']:.0f}x the files took {tb / ta:.1f}x the no-change "
+                       f"time ({tb / b['files'] * 1000:.3f} s vs {ta / a['files'] * 1000:.3f} s per 1,000 files) "
+                       f"and {b['first'].seconds / a['first'].seconds:.1f}x the first-upload time.")
+        populated = [r for r in rows if r["populate"]]
+        if populated:
+            out.append("")
+            out.append("First uploads ran with " + ", ".join(f"{k}={v}" for k, v in populated[0]["populate"].items())
+                       + " to populate the bucket faster; the no-change runs use the defaults.")
+        out.append("")
+    if "startup" in extras:
+        st = extras["startup"]
+        out.append("### Start-up (extras: startup)")
+        out.append("")
+        out.append(f"Wall time of the process, median of {st['repeat']} after one warm-up run (bytecode cached, "
+                   "files in the page cache).")
+        out.append("")
+        out.append("| command | median | min | max |")
+        out.append("|---|---|---|---|")
+        for label, med, lo, hi in st["rows"]:
+            out.append(f"| {label} | {med * 1000:.0f} ms | {lo * 1000:.0f} ms | {hi * 1000:.0f} ms |")
+        out.append("")
+        out.append(f"`python -X importtime -c \"import drone_s3_sync.pipeline\"`: the 10 imports with the largest "
+                   f"cumulative time (median of {st['repeat']}; {st['modules']} modules imported in all; nested "
+                   "imports are included in their parent's cumulative time):")
+        out.append("")
+        out.append("| module | cumulative | self |")
+        out.append("|---|---|---|")
+        for name, depth, self_ms, cum_ms in st["imports"]:
+            out.append(f"| {'&nbsp;' * 2 * (depth // 2)}`{name}` | {cum_ms:.1f} ms | {self_ms:.1f} ms |")
+        out.append("")
+    return "\n".join(out)
+
+
+def parse_extras(spec: Optional[str], writing: bool) -> List[str]:
+    if spec is None:
+        return list(EXTRAS) if writing else []
+    chosen = []
+    for token in (t.strip() for t in spec.split(",") if t.strip()):
+        if token == "all":
+            chosen += [e for e in EXTRAS if e not in chosen]
+        elif token == "none":
+            continue
+        elif token in EXTRAS:
+            if token not in chosen:
+                chosen.append(token)
+        else:
+            raise SystemExit(f"bench: unknown extra {token!r}: use a comma-separated list of {', '.join(EXTRAS)}, "
+                             "'all' or 'none'")
+    return chosen
+
+
+# =========================================================================
 # Command line
 # =========================================================================
 
@@ -1039,11 +1437,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--install-tools", action="store_true",
                    help="apt-get install the missing Debian tools (awscli, rclone, s3cmd) first; needs root")
     p.add_argument("--write", metavar="FILE", help="also write the report (markdown) to FILE, e.g. BENCHMARKS.md")
+    p.add_argument("--extras", metavar="LIST",
+                   help=f"extra measurements, comma-separated from {','.join(EXTRAS)} (or 'all', 'none'): "
+                        "hash = MB/s of the product's hashing against hashlib.md5 on one core; scale = "
+                        "drone-s3-sync alone on trees of tiny files (time, requests, peak RSS); startup = "
+                        "start-up and import time. Default: all with --write, none without")
+    p.add_argument("--scale-files", default="10000,100000",
+                   help="file counts of the scale trees, comma-separated (default 10000,100000)")
+    p.add_argument("--scale-populate-concurrency", type=int, default=0, metavar="N",
+                   help="run the scale first uploads with PLUGIN_MAX_CONCURRENCY=N (default: the product's)")
+    p.add_argument("--hash-repeat", type=int, default=3, help="repetitions of each hash measurement (default 3)")
+    p.add_argument("--startup-repeat", type=int, default=5, help="repetitions of each start-up measurement "
+                                                                   "(default 5)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.site_files < 1 or args.artifacts < 1:
         p.error("--runs, --site-files and --artifacts must be at least 1")
-    selected = parse_selection(args.scenarios)
-    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
+    selected = (parse_selection(args.scenarios) if args.scenarios.strip() not in ("", "none")
+                else {d: [] for d in DATASETS})
+    compare = any(selected.values())
+    extras = parse_extras(args.extras, bool(args.write))
+    try:
+        scale_counts = [int(n.replace("_", "")) for n in args.scale_files.split(",") if n.strip()]
+    except ValueError:
+        p.error("--scale-files: comma-separated integers, e.g. 10000,100000")
+    if "scale" in extras and (not scale_counts or min(scale_counts) < 1):
+        p.error("--scale-files: at least one count, each at least 1")
+    if not compare and not extras:
+        p.error("nothing to do: no scenario selected and no --extras")
+    wanted = [t.strip() for t in args.tools.split(",") if t.strip()] if compare else ["drone-s3-sync"]
+    begun = time.monotonic()
 
     BENCH.mkdir(exist_ok=True)
     tools, missing = find_tools(wanted)
@@ -1057,22 +1479,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("bench: no tool to run")
 
     datasets = []
-    if selected["site"]:
+    if selected["site"] or "hash" in extras:
         datasets.append(make_site(args.site_files, args.site_mb, args.seed))
-    if selected["artifacts"]:
+    if selected["artifacts"] or "hash" in extras:
         datasets.append(make_artifacts(args.artifacts, args.artifact_mb_min, args.artifact_mb_max, args.seed))
     info = machine_info(tools)
     for k, v in info:
         print(f"bench: {k}: {v}", file=sys.stderr)
 
-    server = Server(BENCH / "server.log")
-    server.start()
-    try:
-        results = run_all(args, tools, datasets, selected, server)
-    finally:
-        server.stop()
-        shutil.rmtree(BENCH / "work", ignore_errors=True)
-    text = render(args, tools, missing, datasets, results, info)
+    results: Dict[Tuple[str, str, str], List[Result]] = {}
+    measured_extras: dict = {}
+    timings: List[Tuple[str, float]] = []
+    if compare or "scale" in extras:
+        server = Server(BENCH / "server.log")
+        server.start()
+        try:
+            if compare:
+                started = time.monotonic()
+                results = run_all(args, tools, [ds for ds in datasets if selected[ds.name]], selected, server)
+                timings.append(("tool comparison", time.monotonic() - started))
+            if "scale" in extras:
+                started = time.monotonic()
+                measured_extras["scale"] = bench_scale(args, scale_counts, server)
+                timings.append(("scale", time.monotonic() - started))
+        finally:
+            server.stop()
+            shutil.rmtree(BENCH / "work", ignore_errors=True)
+    # Without the server running: nothing else on the machine's cores from here.
+    if "hash" in extras:
+        started = time.monotonic()
+        order = {"artifacts": 0, "site": 1}
+        measured_extras["hash"] = bench_hash(sorted(datasets, key=lambda d: order.get(d.name, 9)), args.hash_repeat)
+        timings.append(("hash", time.monotonic() - started))
+    if "startup" in extras:
+        started = time.monotonic()
+        measured_extras["startup"] = bench_startup(args.startup_repeat)
+        timings.append(("startup", time.monotonic() - started))
+    parts = []
+    if compare:
+        parts.append(render(args, tools, missing, [ds for ds in datasets if selected[ds.name]], results, info))
+    else:
+        parts.append("Machine and versions:\n\n" + "\n".join(f"- {k}: {v}" for k, v in info) + "\n")
+    if measured_extras:
+        parts.append(render_extras(args, measured_extras))
+    total = time.monotonic() - begun
+    parts.append("Benchmark run time: " + ", ".join(f"{name} {secs / 60:.1f} min" for name, secs in timings)
+                 + f"; {total / 60:.1f} min in all (data generation included).\n")
+    text = "\n".join(parts)
     print(text)
     if args.write:
         command = "scripts/bench " + " ".join(argv)
