@@ -91,8 +91,15 @@ def redirect_keys(settings: Settings) -> List[Tuple[str, str, str]]:
 
 def known_details(remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry]) -> Dict[str, RemoteDetails]:
     """Headers and ACL the state object vouches for: those of unchanged objects."""
-    return {key: RemoteDetails(headers=entry.headers) for key, entry in state.items()
-            if entry.describes(remotes.get(key))}
+    shared: Dict[int, RemoteDetails] = {}  # entries share their header sets; share the details too
+    known = {}
+    for key, entry in state.items():
+        if entry.describes(remotes.get(key)):
+            details = shared.get(id(entry.headers))
+            if details is None:
+                details = shared[id(entry.headers)] = RemoteDetails(headers=entry.headers)
+            known[key] = details
+    return known
 
 
 def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], settings: Settings,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import xxhash
 from s3transfer.utils import ChunksizeAdjuster
+
+from .model import SLOTS
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB  # also the multipart threshold: aws-cli's and s3transfer's default
@@ -27,9 +30,14 @@ COMMON_PART_SIZES = tuple(n * MiB for n in (8, 5, 16, 15, 10, 32, 50, 64, 100, 1
 MAX_CANDIDATES = 4
 
 
+def adjusted_part_size(part_size: int, size: int) -> int:
+    """The part size s3transfer really uses for `size` bytes (doubled past 10,000 parts)."""
+    return ChunksizeAdjuster().adjust_chunksize(part_size, size)
+
+
 def our_part_size(size: int) -> int:
     """The part size s3transfer uses for a file of `size` bytes with our config."""
-    return ChunksizeAdjuster().adjust_chunksize(PART_SIZE, size)
+    return adjusted_part_size(PART_SIZE, size)
 
 
 def uses_multipart(size: int) -> bool:
@@ -58,7 +66,7 @@ def candidate_part_sizes(size: int, parts: int) -> List[int]:
     add(our_part_size(size))
     for base in COMMON_PART_SIZES:
         add(base)
-        add(ChunksizeAdjuster().adjust_chunksize(base, size))
+        add(adjusted_part_size(base, size))
     # Otherwise try whole MiB sizes in the feasible range, the way most tools round.
     first_mib = math.ceil(lowest / MiB)
     for mib in range(first_mib, first_mib + MAX_CANDIDATES):
@@ -68,7 +76,19 @@ def candidate_part_sizes(size: int, parts: int) -> List[int]:
     return found[:MAX_CANDIDATES]
 
 
-@dataclass
+_local = threading.local()
+
+
+def _read_buffer() -> bytearray:
+    """One read buffer per hashing thread: allocating (and zeroing) 4 MiB per file
+    would cost more than hashing a typical web page."""
+    buffer = getattr(_local, "buffer", None)
+    if buffer is None:
+        buffer = _local.buffer = bytearray(READ_SIZE)
+    return buffer
+
+
+@dataclass(**SLOTS)
 class Digest:
     md5: Optional[str] = None  # hex, of the whole file
     multipart: Dict[int, str] = field(default_factory=dict)  # part size -> "hex-N"
@@ -83,9 +103,9 @@ def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = ()) 
     parts = {size: [] for size in part_sizes}
     current = {size: hashlib.md5() for size in part_sizes}
     filled = {size: 0 for size in part_sizes}
+    buffer = _read_buffer()
+    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(READ_SIZE)
-        view = memoryview(buffer)
         while True:
             count = handle.readinto(buffer)
             if not count:

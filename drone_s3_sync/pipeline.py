@@ -8,8 +8,10 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
@@ -27,6 +29,8 @@ from .scan import check_source, scan
 from .state import Entry, decode as decode_state, encode as encode_state, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def hash_workers() -> int:
@@ -35,39 +39,64 @@ def hash_workers() -> int:
     return (os.cpu_count() or 1) + 2
 
 
+WINDOW = 1000  # jobs in flight at once: a Future per file for 100,000 files costs ~100 MB
+
+
+def windowed(pool: ThreadPoolExecutor, jobs: Iterable[Tuple[K, Callable[[], V]]],
+             errors: Tuple[type, ...]) -> Iterator[Tuple[K, Optional[V], Optional[BaseException]]]:
+    """Runs `jobs` on `pool` with at most WINDOW submitted at a time; yields
+    (name, result, error) in submission order."""
+    pending: Deque[Tuple[K, Future]] = deque()
+    for name, job in jobs:
+        pending.append((name, pool.submit(job)))
+        if len(pending) >= WINDOW:
+            yield _settle(*pending.popleft(), errors)
+    while pending:
+        yield _settle(*pending.popleft(), errors)
+
+
+def _settle(name, future: Future, errors: Tuple[type, ...]):
+    try:
+        return name, future.result(), None
+    except errors as exc:
+        return name, None, exc
+
+
 def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool: ThreadPoolExecutor,
                *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
                everything: bool = False) -> Dict[str, Digest]:
     """Hash only the files whose remote copy has the same size: nothing else can
     match. `everything` hashes all given files (xxh3 only unless asked)."""
-    jobs = {}
-    for local in locals_:
-        need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key))
-        if need is None:
-            if not everything:
-                continue
-            need = (False, [])
-        md5, part_sizes = need
-        jobs[local.key] = pool.submit(file_digest, local.path, md5=md5 or local.key in force_md5, part_sizes=part_sizes)
+    def jobs():
+        for local in locals_:
+            need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key))
+            if need is None:
+                if not everything:
+                    continue
+                need = (False, [])
+            md5, part_sizes = need
+            yield local.key, partial(file_digest, local.path, md5=md5 or local.key in force_md5,
+                                     part_sizes=part_sizes)
+
     digests = {}
-    for key, future in jobs.items():
-        try:
-            digests[key] = future.result()
-        except OSError as exc:
-            log.warning("cannot read %s: %s", key, exc.strerror)
+    for key, digest, error in windowed(pool, jobs(), (OSError,)):
+        if error is not None:
+            log.warning("cannot read %s: %s", key, error.strerror)
+        else:
+            digests[key] = digest
     return digests
 
 
-def fetch_details(store: Store, keys: Set[str], pool: ThreadPoolExecutor) -> tuple:
+def fetch_details(store: Store, keys: Set[str], pool: ThreadPoolExecutor) -> Tuple[Dict[str, RemoteDetails], Dict[str, str]]:
     """HeadObject + GetObjectAcl for each key; (details, {key: error})."""
-    futures = {key: pool.submit(store.details, key) for key in sorted(keys)}
     details: Dict[str, RemoteDetails] = {}
     errors: Dict[str, str] = {}
-    for key, future in futures.items():
-        try:
-            details[key] = future.result()
-        except (ClientError, BotoCoreError) as exc:
-            errors[key] = error_text(exc)
+    jobs = ((key, partial(store.details, key)) for key in sorted(keys))
+    for key, result, error in windowed(pool, jobs, (ClientError, BotoCoreError)):
+        if error is not None:
+            errors[key] = error_text(error)
+        else:
+            details[key] = result
     return details, errors
 
 

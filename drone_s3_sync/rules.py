@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from .config import Settings
 from .contenttypes import guess_content_type
@@ -66,13 +66,20 @@ class HeaderRules:
         self.content_encoding = RuleSet(settings.content_encoding)
         self.cache_control = RuleSet(settings.cache_control)
         self.metadata = RuleSet(settings.metadata)
+        self._interned: Dict[tuple, ObjectHeaders] = {}
 
     def headers_for(self, rel: str, abs_path: str = "", *, redirect: Optional[str] = None) -> ObjectHeaders:
-        return ObjectHeaders(
-            content_type=self.content_type.first(rel, abs_path) or guess_content_type(rel),
-            content_encoding=self.content_encoding.first(rel, abs_path),
-            cache_control=self.cache_control.first(rel, abs_path),
-            metadata=self.metadata.first(rel, abs_path) or (),
-            acl=self.acl.first(rel, abs_path) or "private",
-            redirect=redirect,
+        values = (
+            self.content_type.first(rel, abs_path) or guess_content_type(rel),
+            self.content_encoding.first(rel, abs_path),
+            self.cache_control.first(rel, abs_path),
+            self.metadata.first(rel, abs_path) or (),
+            self.acl.first(rel, abs_path) or "private",
+            redirect,
         )
+        # A site has a handful of distinct header sets: share one object per set
+        # instead of holding one per file.
+        headers = self._interned.get(values)
+        if headers is None:
+            headers = self._interned[values] = ObjectHeaders(*values)
+        return headers

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 import xxhash
 
-from .model import Kind, ObjectHeaders, Reason, RemoteObject, Summary
+from .model import SLOTS, Kind, ObjectHeaders, Reason, RemoteObject, Summary
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -38,7 +38,7 @@ def state_key(target: str) -> str:
     return target + STATE_NAME
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class Entry:
     etag: str
     size: int
