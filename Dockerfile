@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The wheels are bind-mounted from the builder for this one step, so neither
 # they nor a pip cache end up in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels drone-s3-sync \
+    pip install --no-cache-dir --no-index --pre --find-links=/wheels drone-s3-sync \
  && useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin drone \
  && drone-s3-sync --help >/dev/null
 
