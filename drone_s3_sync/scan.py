@@ -119,27 +119,35 @@ def scan(source_path: str, target: str) -> ScanResult:
 
 
 def _walk(base: str) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """(relative POSIX path, absolute path) of every file below `base`, following links once."""
+    """(relative POSIX path, absolute path) of every file below `base`.
+
+    Symbolic links are followed. A folder is skipped only when it is its own
+    ancestor (a link loop); two links to the same folder publish it under both
+    names, as `aws s3 sync` and `rsync -L` do.
+    """
     found: List[Tuple[str, str]] = []
     problems: List[str] = []
-    visited = set()
-
-    def onerror(exc: OSError) -> None:
-        problems.append(f"{exc.filename}: {exc.strerror}")
-
-    for folder, dirs, names in os.walk(base, followlinks=True, onerror=onerror):
-        real = os.path.realpath(folder)
-        if real in visited:  # a symlink loop or a second link to the same folder
-            dirs[:] = []
+    stack = [(base, "", frozenset({os.path.realpath(base)}))]
+    while stack:
+        folder, prefix, ancestors = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(f"{exc.filename or folder}: {exc.strerror}")
             continue
-        visited.add(real)
-        dirs.sort()
-        rel_folder = os.path.relpath(folder, base)
-        prefix = "" if rel_folder == "." else rel_folder.replace(os.sep, "/") + "/"
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            if os.path.islink(path) and not os.path.exists(path):
-                problems.append(f"{path}: broken symbolic link")
-                continue
-            found.append((prefix + name, path))
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                real = os.path.realpath(entry.path)
+                if real not in ancestors:
+                    subfolders.append((entry.path, prefix + entry.name + "/", ancestors | {real}))
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                problems.append(f"{entry.path}: broken symbolic link")
+            else:
+                found.append((prefix + entry.name, entry.path))
+        stack.extend(reversed(subfolders))
     return found, problems

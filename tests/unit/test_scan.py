@@ -224,3 +224,14 @@ def test_split_glob(source: str, expected: tuple) -> None:
 )
 def test_glob_regex(pattern: str, path: str, matches: bool) -> None:
     assert bool(glob_regex(pattern).match(path)) is matches
+
+
+def test_two_links_to_one_folder_publish_it_under_both_names(tmp_path):
+    # A second link must not hide the real folder: with delete on, its objects
+    # would be removed from the bucket.
+    (tmp_path / "docs" / "v2").mkdir(parents=True)
+    (tmp_path / "docs" / "v2" / "index.html").write_text("v2")
+    (tmp_path / "docs" / "latest").symlink_to("v2")
+    (tmp_path / "docs" / "v2" / "up").symlink_to("..")  # a loop, still cut
+    keys = [f.key for f in scan(str(tmp_path), "site/").files]
+    assert keys == ["site/docs/latest/index.html", "site/docs/v2/index.html"]
