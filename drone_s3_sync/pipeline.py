@@ -110,6 +110,7 @@ class Run:
         self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
+        self.vouched: Set[str] = set()
 
     def execute(self) -> Summary:
         started = time.monotonic()
@@ -175,6 +176,10 @@ class Run:
             with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="head") as heads:
                 fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
                                                 heads)
+            # Keys whose headers only the state vouches for: a header copy of one of
+            # them first reads what the state does not record (storage class, KMS
+            # key, recorded MD5), since a copy with REPLACE would drop them.
+            self.vouched = set(details) - set(fetched)
             details.update(fetched)
             # An MD5 recorded in metadata can settle what the ETag could not; that
             # needs the whole-file MD5 of files hashed only by parts.
@@ -278,7 +283,10 @@ class Run:
                     if action.kind is Kind.REDIRECT:
                         self.store.put_redirect(action.key, action.headers)
                     else:
-                        self.store.copy_headers(action.key, action.headers, action.remote)
+                        remote = action.remote
+                        if action.key in self.vouched:
+                            remote = self.store.details(action.key, with_acl=False)
+                        self.store.copy_headers(action.key, action.headers, remote)
                 except (ClientError, BotoCoreError) as exc:
                     finish(action, error_text(exc), started)
                 else:

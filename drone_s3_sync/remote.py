@@ -15,7 +15,7 @@ from s3transfer.manager import TransferConfig, TransferManager
 
 from .config import Settings
 from .digest import PART_SIZE
-from .errors import RemoteError
+from .errors import ConfigError, RemoteError
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
 
 log = logging.getLogger("drone_s3_sync")
@@ -110,8 +110,11 @@ class Store:
     def __init__(self, settings: Settings, session: Optional[boto3.session.Session] = None):
         self.settings = settings
         self.bucket = settings.bucket
-        self.session = session or make_session(settings)
-        self.client = s3_client(self.session, settings)
+        try:
+            self.session = session or make_session(settings)
+            self.client = s3_client(self.session, settings)
+        except BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile, a broken ~/.aws/config
+            raise ConfigError("AWS configuration", error_text(exc)) from None
         self._manager: Optional[TransferManager] = None
         # The ETag S3 returns for each object this run writes, for the state object.
         self.written_etags: Dict[str, str] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import zlib
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, TYPE_CHECKING
 
@@ -84,7 +85,7 @@ def decode(data: bytes) -> Dict[str, Entry]:
         ]
         return {key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
                 for key, v in document["objects"].items()}
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
         return {}
 

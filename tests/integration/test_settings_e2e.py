@@ -920,3 +920,12 @@ def test_version(run_sync, make_tree):
     assert proc.returncode == 0
     assert "boto3" in proc.stdout + proc.stderr
     assert re.search(r"\d+\.\d+", proc.stdout + proc.stderr)
+
+
+def test_unknown_aws_profile_is_a_clear_settings_error(run_sync, s3_server, bucket, make_tree):
+    src = make_tree({"a.txt": "a"})
+    proc = run_sync({"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": str(src), "AWS_PROFILE": "no-such-profile",
+                     "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}, cwd=src)
+    assert proc.returncode == 2, proc.stderr
+    assert "no-such-profile" in proc.stderr and "Traceback" not in proc.stderr
+    assert s3_server.ops(bucket) == {}

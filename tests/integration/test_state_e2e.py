@@ -293,10 +293,15 @@ def test_settings_change_is_detected_from_the_state_alone(s3_server, s3, bucket,
     # The redirect old.html is an .html key too: rewritten (as a zero-byte PUT)
     # with the new Cache-Control; the two pages get metadata-only copies.
     got = ops(s3_server, bucket)
-    assert got["HeadObject"] == 0 and got["GetObjectAcl"] == 0, got
+    # Detection needs no per-object request; each copy is preceded by one
+    # HeadObject of that object only, to keep what the state does not record
+    # (storage class, KMS key). No GetObjectAcl at all.
+    assert got["HeadObject"] == 2 and got["GetObjectAcl"] == 0, got
+    assert sorted(keys_of(s3_server.requests, "HeadObject")) == html[:2]
     # All three had a state entry and keep their ETag: the state object is first
     # written without them, before any of them is touched, and once more, last.
-    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "CopyObject": 2, "PutObject": 3}), got
+    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "CopyObject": 2,
+                                       "PutObject": 3}), got
     assert keys_of(s3_server.writes(bucket), "CopyObject") == html[:2]
     done = writes(s3_server, bucket)
     assert len(done) == 5, done
@@ -463,7 +468,9 @@ def test_failed_in_place_write_leaves_no_entry_to_vouch_for_old_headers(s3_serve
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     got = ops(s3_server, bucket)
-    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "CopyObject": 2, "PutObject": 2}), got
+    # One HeadObject before each in-place copy, for what the state does not record.
+    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "CopyObject": 2,
+                                       "PutObject": 2}), got
     done = [(r.op, r.key, r.status) for r in s3_server.writes(bucket)]
     assert len(done) == 4, done
     assert done[0] == ("PutObject", state_key("site/"), 200), done
@@ -493,9 +500,10 @@ def test_failed_in_place_write_leaves_no_entry_to_vouch_for_old_headers(s3_serve
     s3_server.reset()
     proc = ok(run_sync(env, cwd=src))
     got = ops(s3_server, bucket)
-    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 1, "GetObjectAcl": 1,
+    # HeadObject: app.js to check it (no entry), page.html just before its copy.
+    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "GetObjectAcl": 1,
                                        "CopyObject": 1, "PutObject": 2}), got
-    assert keys_of(s3_server.requests, "HeadObject") == ["site/app.js"]
+    assert keys_of(s3_server.requests, "HeadObject") == ["site/app.js", "site/page.html"]
     assert writes(s3_server, bucket) == [
         ("PutObject", state_key("site/")), ("CopyObject", "site/page.html"), ("PutObject", state_key("site/"))]
     assert action_map(proc.stdout) == {"site/page.html": ("update", "headers changed: cache_control")}
@@ -829,3 +837,21 @@ def test_local_file_with_the_state_name_is_not_uploaded(s3_server, s3, bucket, m
     assert s3_server.writes(bucket) == []
     with s3_server.paused():
         assert "site/orphan.txt" in listing(s3, bucket)
+
+
+def test_header_update_keeps_storage_class_of_an_object_the_state_vouches_for(s3_server, s3, bucket, make_tree,
+                                                                              run_sync):
+    # A lifecycle transition changes the storage class but not the ETag, so the
+    # state entry still looks valid; the header copy must not move it back.
+    src = make_tree({"a.txt": "hello"})
+    env = plugin_env(bucket, target="site")
+    ok(run_sync(env, cwd=src))
+    with s3_server.paused():
+        s3.copy_object(Bucket=bucket, Key="site/a.txt", CopySource={"Bucket": bucket, "Key": "site/a.txt"},
+                       StorageClass="STANDARD_IA", MetadataDirective="COPY")
+    s3_server.reset()
+    ok(run_sync(plugin_env(bucket, target="site", cache_control="max-age=60"), cwd=src))
+    assert keys_of(s3_server.writes(bucket), "CopyObject") == ["site/a.txt"]
+    with s3_server.paused():
+        head = s3.head_object(Bucket=bucket, Key="site/a.txt")
+    assert head.get("StorageClass") == "STANDARD_IA" and head["CacheControl"] == "max-age=60"

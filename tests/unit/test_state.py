@@ -49,6 +49,14 @@ def test_unreadable_state_is_treated_as_absent(data):
     assert decode(data) == {}
 
 
+def test_damaged_deflate_stream_is_treated_as_absent():
+    data = bytearray(encode({"a.html": entry(), "b.html": entry("bb")}))
+    for position in range(10, len(data) - 8):  # every byte of the deflate stream
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        assert decode(bytes(damaged)) == {}  # gzip's CRC catches every change; never an exception
+
+
 def test_entry_describes_only_the_listed_object_it_was_written_for():
     e = entry("aa", 3)
     assert e.describes(RemoteObject("k", 3, "aa"))
