@@ -49,9 +49,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from s3ops import request_target, s3_operation  # noqa: E402  (shared with the test suite's server)
 BENCH = ROOT / ".bench"
 HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -77,68 +78,13 @@ ADMIN = "/__bench__"
 # The S3 server: moto behind a WSGI layer that counts requests by operation
 # =========================================================================
 
-def _s3_op(method: str, key: Optional[str], query: Dict[str, str], copy: bool) -> str:
-    if key is None:  # bucket level
-        if method == "GET":
-            if query.get("list-type") == "2":
-                return "ListObjectsV2"
-            for sub, name in (("uploads", "ListMultipartUploads"), ("versions", "ListObjectVersions"),
-                              ("location", "GetBucketLocation"), ("acl", "GetBucketAcl"),
-                              ("versioning", "GetBucketVersioning"), ("website", "GetBucketWebsite"),
-                              ("policy", "GetBucketPolicy"), ("encryption", "GetBucketEncryption"),
-                              ("ownershipControls", "GetBucketOwnershipControls"),
-                              ("object-lock", "GetObjectLockConfiguration")):
-                if sub in query:
-                    return name
-            return "ListObjects"
-        if method == "HEAD":
-            return "HeadBucket"
-        if method == "POST" and "delete" in query:
-            return "DeleteObjects"
-        if method == "PUT":
-            return "PutBucket" + next(iter(query), "").capitalize() if query else "CreateBucket"
-        if method == "DELETE":
-            return "DeleteBucket" + next(iter(query), "").capitalize() if query else "DeleteBucket"
-        return f"{method} bucket"
-    if method == "PUT":
-        if "partNumber" in query and "uploadId" in query:
-            return "UploadPartCopy" if copy else "UploadPart"
-        if "acl" in query:
-            return "PutObjectAcl"
-        if "tagging" in query:
-            return "PutObjectTagging"
-        return "CopyObject" if copy else "PutObject"
-    if method == "POST":
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        return "POST object"
-    if method == "DELETE":
-        return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
-    if method == "GET":
-        if "acl" in query:
-            return "GetObjectAcl"
-        if "tagging" in query:
-            return "GetObjectTagging"
-        if "uploadId" in query:
-            return "ListParts"
-        return "GetObject"
-    if method == "HEAD":
-        return "HeadObject"
-    return f"{method} object"
-
-
 def classify(environ: dict) -> str:
-    method = environ.get("REQUEST_METHOD", "GET").upper()
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-    split = urlsplit(raw)
-    path = unquote(split.path or "/", errors="replace")
-    query = dict(parse_qsl(split.query or environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    method, path, query = request_target(environ)
     if path in ("", "/"):
         return "ListBuckets" if method == "GET" else f"{method} /"
     _, _, key = path[1:].partition("/")
-    return _s3_op(method, key or None, query, "HTTP_X_AMZ_COPY_SOURCE" in environ)
+    copy = {"x-amz-copy-source": "1"} if "HTTP_X_AMZ_COPY_SOURCE" in environ else {}
+    return s3_operation(method, key or None, query, copy) or f"{method} {path}"
 
 
 def _patch_moto() -> None:
@@ -1278,7 +1224,7 @@ def render_extras(args, extras: dict) -> str:
         h = extras["hash"]
         base = h["table"]["md5"]
         cores = os.cpu_count() or 1
-        out.append(f"### Hashing speed (extras: hash)")
+        out.append("### Hashing speed (extras: hash)")
         out.append("")
         out.append(f"MB/s over every file of the data set ({'; '.join(h['described'])}), files read from the "
                    f"page cache, median of {h['repeat']}; ratio to `hashlib.md5` on one thread over the same "

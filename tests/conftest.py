@@ -22,12 +22,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
 import boto3
 import botocore.session
 import pytest
 from botocore.config import Config
+from s3ops import cloudfront_operation, request_target, s3_operation
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -64,47 +65,6 @@ _RECORDED_HEADERS = (
 _WRITE_PREFIXES = ("Put", "Copy", "Delete", "UploadPart", "Create", "Complete", "Abort", "Restore")
 _WRITE_METHODS = ("PUT", "POST", "DELETE", "PATCH")
 
-_BUCKET_PUT_SUBRESOURCES = {
-    "acl": "PutBucketAcl",
-    "ownershipControls": "PutBucketOwnershipControls",
-    "policy": "PutBucketPolicy",
-    "website": "PutBucketWebsite",
-    "versioning": "PutBucketVersioning",
-    "cors": "PutBucketCors",
-    "tagging": "PutBucketTagging",
-    "publicAccessBlock": "PutPublicAccessBlock",
-    "encryption": "PutBucketEncryption",
-    "lifecycle": "PutBucketLifecycleConfiguration",
-    "notification": "PutBucketNotificationConfiguration",
-    "logging": "PutBucketLogging",
-}
-_BUCKET_GET_SUBRESOURCES = {
-    "uploads": "ListMultipartUploads",
-    "versions": "ListObjectVersions",
-    "location": "GetBucketLocation",
-    "acl": "GetBucketAcl",
-    "ownershipControls": "GetBucketOwnershipControls",
-    "policy": "GetBucketPolicy",
-    "website": "GetBucketWebsite",
-    "versioning": "GetBucketVersioning",
-    "cors": "GetBucketCors",
-    "tagging": "GetBucketTagging",
-    "publicAccessBlock": "GetPublicAccessBlock",
-    "encryption": "GetBucketEncryption",
-    "lifecycle": "GetBucketLifecycleConfiguration",
-}
-_BUCKET_DELETE_SUBRESOURCES = {
-    "ownershipControls": "DeleteBucketOwnershipControls",
-    "policy": "DeleteBucketPolicy",
-    "website": "DeleteBucketWebsite",
-    "cors": "DeleteBucketCors",
-    "tagging": "DeleteBucketTagging",
-    "publicAccessBlock": "DeletePublicAccessBlock",
-    "encryption": "DeleteBucketEncryption",
-    "lifecycle": "DeleteBucketLifecycle",
-}
-
-
 @dataclass
 class Request:
     """One HTTP request as the server saw it."""
@@ -138,87 +98,6 @@ def _service_of(environ: Mapping[str, Any], query: Mapping[str, str]) -> str:
     return parts[3].lower() if len(parts) >= 5 else "s3"
 
 
-def _s3_op(method: str, key: Optional[str], query: Mapping[str, str], headers: Mapping[str, str]) -> Optional[str]:
-    copy = "x-amz-copy-source" in headers
-    if key is None:  # bucket level
-        if method == "PUT":
-            for sub, name in _BUCKET_PUT_SUBRESOURCES.items():
-                if sub in query:
-                    return name
-            return "CreateBucket"
-        if method == "GET":
-            if query.get("list-type") == "2":
-                return "ListObjectsV2"
-            for sub, name in _BUCKET_GET_SUBRESOURCES.items():
-                if sub in query:
-                    return name
-            return "ListObjects"
-        if method == "HEAD":
-            return "HeadBucket"
-        if method == "POST" and "delete" in query:
-            return "DeleteObjects"
-        if method == "DELETE":
-            for sub, name in _BUCKET_DELETE_SUBRESOURCES.items():
-                if sub in query:
-                    return name
-            return "DeleteBucket"
-        return None
-    if method == "PUT":
-        if "partNumber" in query and "uploadId" in query:
-            return "UploadPartCopy" if copy else "UploadPart"
-        if "acl" in query:
-            return "PutObjectAcl"
-        if "tagging" in query:
-            return "PutObjectTagging"
-        return "CopyObject" if copy else "PutObject"
-    if method == "POST":
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        if "restore" in query:
-            return "RestoreObject"
-        return None
-    if method == "DELETE":
-        if "uploadId" in query:
-            return "AbortMultipartUpload"
-        if "tagging" in query:
-            return "DeleteObjectTagging"
-        return "DeleteObject"
-    if method == "GET":
-        if "acl" in query:
-            return "GetObjectAcl"
-        if "tagging" in query:
-            return "GetObjectTagging"
-        if "uploadId" in query:
-            return "ListParts"
-        if "attributes" in query:
-            return "GetObjectAttributes"
-        return "GetObject"
-    if method == "HEAD":
-        return "HeadObject"
-    return None
-
-
-def _cloudfront_op(method: str, path: str) -> Optional[str]:
-    # /2020-05-31/distribution[/<id>[/config|/invalidation[/<inv-id>]]]
-    parts = [p for p in path.split("/") if p]
-    if len(parts) < 2 or parts[1] != "distribution":
-        return None
-    rest = parts[2:]
-    if not rest:
-        return {"POST": "CreateDistribution", "GET": "ListDistributions"}.get(method)
-    if len(rest) == 1:
-        return {"GET": "GetDistribution", "DELETE": "DeleteDistribution"}.get(method)
-    if rest[1] == "config":
-        return {"GET": "GetDistributionConfig", "PUT": "UpdateDistribution"}.get(method)
-    if rest[1] == "invalidation":
-        if len(rest) == 2:
-            return {"POST": "CreateInvalidation", "GET": "ListInvalidations"}.get(method)
-        return "GetInvalidation" if method == "GET" else None
-    return None
-
-
 def _form_action(environ: Dict[str, Any]) -> Optional[str]:
     # Query-protocol services (STS) name the operation in a form-encoded body;
     # read it and put it back so moto can read it again.
@@ -234,13 +113,7 @@ def _form_action(environ: Dict[str, Any]) -> Optional[str]:
 
 
 def _describe(environ: Dict[str, Any]) -> Request:
-    method = environ.get("REQUEST_METHOD", "GET").upper()
-    # RAW_URI is the request target exactly as sent; PATH_INFO has already been
-    # unquoted as latin-1, which mangles UTF-8 keys.
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-    split = urlsplit(raw)
-    path = unquote(split.path or "/", encoding="utf-8", errors="replace")
-    query = dict(parse_qsl(split.query or environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    method, path, query = request_target(environ)
     headers = {}
     for name in _RECORDED_HEADERS:
         envname = name.upper().replace("-", "_")
@@ -259,11 +132,11 @@ def _describe(environ: Dict[str, Any]) -> Request:
             bucket, _, key = path[1:].partition("/")
             rec.bucket = bucket
             rec.key = key if key else None
-            op = _s3_op(method, rec.key, query, headers)
+            op = s3_operation(method, rec.key, query, headers)
         elif method == "GET":
             op = "ListBuckets"
     elif service == "cloudfront":
-        op = _cloudfront_op(method, path)
+        op = cloudfront_operation(method, path)
     elif service == "sts":
         op = query.get("Action") or _form_action(environ)
     rec.op = op or f"{method} {path}"
