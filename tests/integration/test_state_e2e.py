@@ -32,18 +32,18 @@ import collections
 import gzip
 import json
 import os
-import re
 import shutil
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List
 
+import drone_run
 import pytest
+from drone_run import action_map, keys_of, ok, summary_counts
 import xxhash
 
 from conftest import STATE_NAME, is_state_key, read_state, state_key
 
 MiB = 1024 * 1024
-ACTION_RE = re.compile(r"^(?:would )?(upload|update|redirect|delete) +(\S.*?)  \((.*)\)$")
 TEXT = "text/plain; charset=utf-8"
 
 
@@ -51,50 +51,11 @@ TEXT = "text/plain; charset=utf-8"
 
 
 def plugin_env(bucket: str, target: str = "site", **settings: Any) -> Dict[str, str]:
-    """PLUGIN_* variables the way Drone encodes a step's settings (maps as JSON)."""
-    env = {"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": ".", "PLUGIN_TARGET": target}
-    for name, value in settings.items():
-        if value is None:
-            continue
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        env["PLUGIN_" + name.upper()] = text
-    return env
-
-
-def ok(proc: Any) -> Any:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    return proc
-
-
-def action_map(stdout: str) -> Dict[str, tuple]:
-    found = {}
-    for line in stdout.splitlines():
-        match = ACTION_RE.match(line)
-        if match:
-            verb, key, reason = match.groups()
-            assert key not in found, f"{key} appears in two action lines"
-            found[key] = (verb, reason)
-    return found
-
-
-def summary_counts(stdout: str) -> Dict[str, int]:
-    lines = [line for line in stdout.splitlines() if line.startswith("Done:")]
-    assert len(lines) == 1, stdout
-    return {w: int(n) for n, w in re.findall(r"(\d+) (uploaded|updated|redirects|deleted|unchanged|failed)", lines[0])}
+    return drone_run.plugin_env(bucket, ".", target, **settings)
 
 
 def ops(s3_server: Any, bucket: str) -> "collections.Counter[str]":
     return s3_server.ops(bucket)
-
-
-def keys_of(requests: Iterable[Any], op: Optional[str] = None) -> List[str]:
-    return sorted(r.key for r in requests if op is None or r.op == op)
 
 
 def writes(s3_server: Any, bucket: str) -> List[tuple]:

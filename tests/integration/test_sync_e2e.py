@@ -13,7 +13,6 @@ asks of S3 to do it.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import shutil
@@ -21,74 +20,20 @@ import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List
 
 import pytest
+from drone_run import action_map, actions, keys_of, ok, plugin_env, summary_counts, summary_line
 from boto3.s3.transfer import TransferConfig
 
 from conftest import STATE_NAME, is_state_key, read_state, state_key
 
 MiB = 1024 * 1024
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-ACTION_RE = re.compile(r"^(upload|update|redirect|delete) +(\S.*?)  \((.*)\)$")
+
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def plugin_env(bucket: str, source: str = ".", target: str = "/", **settings: Any) -> Dict[str, str]:
-    """PLUGIN_* variables the way Drone encodes a step's settings (maps as JSON)."""
-    env = {"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": str(source), "PLUGIN_TARGET": target}
-    for name, value in settings.items():
-        if value is None:
-            continue
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        env["PLUGIN_" + name.upper()] = text
-    return env
-
-
-def ok(proc: Any) -> Any:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    return proc
-
-
-def actions(stdout: str) -> List[tuple]:
-    """(verb, key, reason) of each action line."""
-    found = []
-    for line in stdout.splitlines():
-        match = ACTION_RE.match(line)
-        if match:
-            found.append(match.groups())
-    return found
-
-
-def action_map(stdout: str) -> Dict[str, tuple]:
-    result = {}
-    for verb, key, reason in actions(stdout):
-        assert key not in result, f"{key} appears in two action lines"
-        result[key] = (verb, reason)
-    return result
-
-
-def summary_line(stdout: str) -> str:
-    lines = [line for line in stdout.splitlines() if line.startswith("Done:")]
-    assert len(lines) == 1, stdout
-    return lines[0]
-
-
-def summary_counts(stdout: str) -> Dict[str, int]:
-    line = summary_line(stdout)
-    return {word: int(num) for num, word in re.findall(r"(\d+) (uploaded|updated|redirects|deleted|unchanged|failed)", line)}
-
-
-def keys_of(requests: Iterable[Any], op: Optional[str] = None) -> List[str]:
-    return sorted(r.key for r in requests if op is None or r.op == op)
 
 
 def all_keys(s3: Any, bucket: str, with_state: bool = False) -> List[str]:

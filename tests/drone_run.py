@@ -1,0 +1,63 @@
+"""Helpers for end-to-end tests: Drone-encoded settings and the command's output.
+
+Shared by the integration test modules; no fixtures here (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, Iterable, List, Optional
+
+# One action line: "upload   site/a.css  (content changed, 1.2 KiB)", "would " in a dry run.
+ACTION_RE = re.compile(r"^(?:would )?(upload|update|redirect|delete) +(\S.*?)  \((.*)\)$")
+
+
+def plugin_env(bucket: str, source: str = ".", target: str = "/", **settings: Any) -> Dict[str, str]:
+    """PLUGIN_* variables the way Drone encodes a step's settings (maps as JSON)."""
+    env = {"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": str(source), "PLUGIN_TARGET": target}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env["PLUGIN_" + name.upper()] = text
+    return env
+
+
+def ok(proc: Any) -> Any:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def actions(stdout: str) -> List[tuple]:
+    """(verb, key, reason) of each action line."""
+    return [match.groups() for match in map(ACTION_RE.match, stdout.splitlines()) if match]
+
+
+def action_map(stdout: str) -> Dict[str, tuple]:
+    result = {}
+    for verb, key, reason in actions(stdout):
+        assert key not in result, f"{key} appears in two action lines"
+        result[key] = (verb, reason)
+    return result
+
+
+def summary_line(stdout: str) -> str:
+    lines = [line for line in stdout.splitlines() if line.startswith("Done:")]
+    assert len(lines) == 1, stdout
+    return lines[0]
+
+
+def summary_counts(stdout: str) -> Dict[str, int]:
+    words = r"(\d+) (uploaded|updated|redirects|deleted|unchanged|failed)"
+    return {word: int(num) for num, word in re.findall(words, summary_line(stdout))}
+
+
+def keys_of(requests: Iterable[Any], op: Optional[str] = None) -> List[str]:
+    return sorted(r.key for r in requests if op is None or r.op == op)
