@@ -15,9 +15,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 from .config import Settings
 from .digest import Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
-from .remote import COPY_LIMIT
 from .rules import HeaderRules
 from .state import Entry
+
+COPY_LIMIT = 5 * 1024 ** 3  # CopyObject's largest source object
 
 # Canned ACLs that S3 reports back as plain owner FULL_CONTROL when the bucket
 # owner and the object owner are the same account.

@@ -23,7 +23,6 @@ log = logging.getLogger("drone_s3_sync")
 MD5_METADATA = "md5chksum"  # base64 MD5, the name rclone uses, for objects whose ETag is not an MD5
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
-COPY_LIMIT = 5 * 1024 ** 3  # CopyObject's largest source
 DELETE_BATCH = 1000
 
 

@@ -24,7 +24,7 @@ from drone_s3_sync.model import (
     RemoteDetails,
     RemoteObject,
 )
-from drone_s3_sync.remote import COPY_LIMIT
+from drone_s3_sync.diff import COPY_LIMIT
 from drone_s3_sync.rules import HeaderRules
 
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
