@@ -15,13 +15,15 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Pattern, Sequence, Union
 from urllib.parse import parse_qsl
 
 import boto3
@@ -214,6 +216,71 @@ def _drain(environ: Dict[str, Any]) -> None:
         left -= len(chunk)
 
 
+@dataclass
+class Fault:
+    """A fault the server injects into the requests that match it.
+
+    `op` is an operation name as the recorder classifies it ("UploadPart",
+    "ListObjectsV2", "CreateInvalidation", ...) or "*"; `key` an exact object
+    key or a compiled regex; `times` how many matching requests fail (None:
+    every one, a persistent fault). What the fault does, in this order:
+    `delay` seconds of sleep (alone it only slows the answer down), then
+    `reset` (the connection is dropped without an answer, mid-request) or an
+    error answer with `status` and `code`.
+    """
+
+    op: str
+    key: Union[None, str, Pattern[str]] = None
+    bucket: Optional[str] = None
+    status: int = 500
+    code: str = "InternalError"
+    times: Optional[int] = 1
+    delay: float = 0.0
+    reset: bool = False
+    answer: bool = True  # False with only `delay`: slow down, then let moto answer
+    hits: int = field(default=0, compare=False)
+    seen: List[str] = field(default_factory=list, compare=False)  # keys (or ops) it hit
+
+    def matches(self, rec: "Request") -> bool:
+        if self.op != "*" and rec.op != self.op:
+            return False
+        if self.bucket is not None and rec.bucket != self.bucket:
+            return False
+        if self.key is None:
+            return True
+        if rec.key is None:
+            return False
+        if isinstance(self.key, str):
+            return rec.key == self.key
+        return self.key.search(rec.key) is not None
+
+    @property
+    def spent(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+
+def _error_body(code: str, message: str, service: str) -> bytes:
+    if service == "cloudfront":
+        inner = f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        return (f'<?xml version="1.0"?><ErrorResponse>{inner}<RequestId>injected</RequestId></ErrorResponse>').encode()
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>0000000000000000</RequestId><HostId>injected-fault</HostId></Error>").encode()
+
+
+def _drop_connection(environ: Dict[str, Any]) -> None:
+    """Cut the client off mid-request: no answer, the request body left unread.
+
+    With SO_LINGER 0 the kernel answers the close with a TCP reset; werkzeug
+    treats the ConnectionResetError as a dropped client and closes quietly.
+    """
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.shutdown(socket.SHUT_RDWR)
+    raise ConnectionResetError("fault injected: connection dropped")
+
+
 class RecordingMotoServer:
     """moto's ThreadedMotoServer with a server-side log of every request."""
 
@@ -237,6 +304,7 @@ class RecordingMotoServer:
         self._lock = threading.Lock()
         self._log: List[Request] = []
         self._paused = 0
+        self._faults: List[Fault] = []
         # Port 0: werkzeug binds a free port and reports it in server_address.
         self._moto = _Server(ip_address=HOST, port=0, verbose=False)
         self.endpoint = ""
@@ -264,6 +332,21 @@ class RecordingMotoServer:
                 with self._lock:
                     self._log.append(rec)
 
+            fault = self._fault_for(rec)
+            if fault is not None:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.reset:
+                    rec.status, rec.emulated = 0, True
+                    _drop_connection(environ)
+                if fault.answer:
+                    _drain(environ)
+                    body = _error_body(fault.code, "injected fault", rec.service)
+                    rec.status, rec.emulated = fault.status, True
+                    start_response(f"{fault.status} Injected", [("Content-Type", "application/xml"),
+                                                               ("Content-Length", str(len(body)))])
+                    return [body]
+
             if _acl_refusal(rec):
                 _drain(environ)
                 rec.status, rec.emulated = 400, True
@@ -281,6 +364,32 @@ class RecordingMotoServer:
             return app(environ, recording_start_response)
 
         return recording_app
+
+    def _fault_for(self, rec: Request) -> Optional[Fault]:
+        with self._lock:
+            for fault in self._faults:
+                if not fault.spent and fault.matches(rec):
+                    fault.hits += 1
+                    fault.seen.append(rec.key or rec.op)
+                    return fault
+        return None
+
+    def inject(self, op: str, key: Union[None, str, Pattern[str]] = None, **kwargs: Any) -> Fault:
+        """Add a fault (see `Fault`); returns it so a test can read `.hits`.
+
+        Faults are checked in the order added; the first matching one that is
+        not spent applies. The `clear_faults` autouse fixture removes them all
+        after each test. `inject("PutObject", delay=2, answer=False)` slows the
+        requests down without failing them.
+        """
+        fault = Fault(op=op, key=key, **kwargs)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
 
     def start(self) -> None:
         self._moto.start()
@@ -336,6 +445,14 @@ def s3_server() -> Iterator[RecordingMotoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No injected fault outlives the test that added it."""
+    yield
+    if "s3_server" in request.fixturenames:
+        request.getfixturevalue("s3_server").clear_faults()
 
 
 _SCRUBBED_PREFIXES = ("PLUGIN_", "AWS_", "DRONE_", "CI_", "S3_")

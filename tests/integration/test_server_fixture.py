@@ -266,3 +266,72 @@ def test_unknown_mutating_request_counts_as_write(s3_server, s3, bucket):
     (rec,) = s3_server.requests
     assert rec.op == "POST /moto-api/unknown-thing"
     assert s3_server.writes() == [rec]
+
+
+# ---------------------------------------------------------------- fault injection
+
+
+@pytest.fixture
+def s3_once(s3_server):
+    """A client that never retries, so each call is exactly one request."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=s3_server.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}))
+
+
+def test_injected_error_is_answered_then_spent(s3_server, s3_once, bucket):
+    from botocore.exceptions import ClientError
+
+    fault = s3_server.inject("PutObject", key="a.txt", status=503, code="SlowDown")
+    with pytest.raises(ClientError) as raised:
+        s3_once.put_object(Bucket=bucket, Key="a.txt", Body=b"x")
+    assert raised.value.response["Error"]["Code"] == "SlowDown"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    s3_once.put_object(Bucket=bucket, Key="a.txt", Body=b"x")  # times=1: the second one passes
+    assert fault.hits == 1 and fault.seen == ["a.txt"]
+    assert [r.status for r in s3_server.requests] == [503, 200]
+
+
+def test_persistent_fault_hits_only_its_key(s3_server, s3_once, bucket):
+    import re
+
+    from botocore.exceptions import ClientError
+
+    fault = s3_server.inject("PutObject", key=re.compile(r"^bad/"), times=None)
+    s3_once.put_object(Bucket=bucket, Key="good.txt", Body=b"x")
+    for _ in range(3):
+        with pytest.raises(ClientError):
+            s3_once.put_object(Bucket=bucket, Key="bad/b.txt", Body=b"x")
+    assert fault.hits == 3
+    with s3_server.paused():
+        keys = [o["Key"] for o in s3_once.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["good.txt"]
+
+
+def test_reset_drops_the_connection(s3_server, s3_once, bucket):
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    s3_server.inject("PutObject", reset=True)
+    with pytest.raises((ConnectionClosedError, EndpointConnectionError, ConnectionError)):
+        s3_once.put_object(Bucket=bucket, Key="a.txt", Body=b"x" * 100_000)
+    s3_once.put_object(Bucket=bucket, Key="a.txt", Body=b"y")  # the server itself is fine
+    with s3_server.paused():
+        assert s3_once.get_object(Bucket=bucket, Key="a.txt")["Body"].read() == b"y"
+
+
+def test_delay_without_answer_only_slows_down(s3_server, s3, bucket):
+    import time
+
+    s3_server.inject("ListObjectsV2", delay=0.5, answer=False)
+    started = time.monotonic()
+    s3.list_objects_v2(Bucket=bucket)
+    assert time.monotonic() - started >= 0.5
+    assert s3_server.requests[-1].status == 200
+
+
+def test_faults_are_cleared_between_tests(s3_server):
+    assert s3_server._faults == []
