@@ -72,6 +72,35 @@ def parse_int(name: str, raw: Any, *, minimum: int = 1, maximum: int = 1000) -> 
     return value
 
 
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(name: str, raw: Any, *, minimum: int, maximum: int) -> int:
+    """Bytes from `8388608`, `8MiB`, `8MB` or `8M`; units are binary, as in aws-cli's s3 settings."""
+    if isinstance(raw, bool):
+        raise ConfigError(name, "expected a size like 16MiB")
+    match = _SIZE.match(_text(name, raw))
+    if not match:
+        raise ConfigError(name, f"{raw!r} is not a size; use bytes or a number with KiB, MiB or GiB, like 16MiB")
+    value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"{raw!r} is out of range; use {_human(minimum)} to {_human(maximum)}")
+    return value
+
+
+def _human(size: int) -> str:
+    for unit in ("GiB", "MiB", "KiB"):
+        scale = _UNITS[unit[0].lower()]
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size} bytes"
+
+
+MiB, GiB = 1 << 20, 1 << 30
+MIN_PART, MAX_PART = 5 * MiB, 5 * GiB  # S3's limits for a part (and for a single PutObject)
+
+
 def _header_value(name: str, value: Any, where: str = "") -> str:
     if isinstance(value, (dict, list)) or value is None:
         raise ConfigError(name, f"{where}expected a text value, got {type(value).__name__}")
@@ -271,6 +300,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
     Option("state", ("PLUGIN_STATE",), parse_bool, "Keep the state object (<target>.drone-s3-sync-state.json.gz) that lets a run skip per-object requests. Default: true.", flag=True),
     Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
+    Option("multipart_threshold", ("PLUGIN_MULTIPART_THRESHOLD",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Files from this size up are uploaded in parts, the rest with one PutObject. Default: 8MiB.", "SIZE"),
+    Option("part_size", ("PLUGIN_PART_SIZE",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Part size of multipart uploads (raised automatically past 10,000 parts). Default: 8MiB.", "SIZE"),
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
     Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), parse_text, "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
     Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), parse_text, "Secret access key; used only with access_key.", "SECRET", secret=True),
@@ -301,6 +332,8 @@ class Settings:
     quiet: bool = False
     state: bool = True
     verify: bool = False
+    multipart_threshold: int = 8 * MiB
+    part_size: int = 8 * MiB
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
     base_dir: str = ""  # folder a relative source is resolved against; "" = cwd

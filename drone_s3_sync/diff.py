@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .config import Settings
-from .digest import Digest, candidate_part_sizes, parse_etag
+from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .rules import HeaderRules
 from .state import Entry
@@ -40,8 +40,8 @@ def header_differences(desired: ObjectHeaders, remote: ObjectHeaders) -> List[st
     return names
 
 
-def hash_needs(local: LocalFile, remote: Optional[RemoteObject],
-               entry: Optional[Entry] = None) -> Optional[Tuple[bool, List[int]]]:
+def hash_needs(local: LocalFile, remote: Optional[RemoteObject], entry: Optional[Entry] = None,
+               part_size: int = PART_SIZE) -> Optional[Tuple[bool, List[int]]]:
     """(need the MD5?, multipart part sizes to try) or None when no hash can help.
     The fast xxh3 digest is always computed; with a valid state entry it is all
     that is needed."""
@@ -51,7 +51,7 @@ def hash_needs(local: LocalFile, remote: Optional[RemoteObject],
         return False, []
     _, parts = parse_etag(remote.etag)
     if parts:
-        return False, candidate_part_sizes(local.size, parts)
+        return False, candidate_part_sizes(local.size, parts, part_size)
     return True, []
 
 

@@ -22,7 +22,7 @@ from s3transfer.utils import ChunksizeAdjuster
 from .model import SLOTS
 
 MiB = 1024 * 1024
-PART_SIZE = 8 * MiB  # also the multipart threshold: aws-cli's and s3transfer's default
+PART_SIZE = 8 * MiB  # the default `part_size` setting: aws-cli's and s3transfer's default
 READ_SIZE = 4 * MiB
 # Part sizes other uploaders use by default: s3transfer/aws-cli 8 MiB, rclone 5 MiB,
 # s3cmd 15 MiB, MinIO mc and many SDKs 16 MiB, s5cmd 50 MiB, and round powers of two.
@@ -35,13 +35,9 @@ def adjusted_part_size(part_size: int, size: int) -> int:
     return ChunksizeAdjuster().adjust_chunksize(part_size, size)
 
 
-def our_part_size(size: int) -> int:
-    """The part size s3transfer uses for a file of `size` bytes with our config."""
-    return adjusted_part_size(PART_SIZE, size)
-
-
-def uses_multipart(size: int) -> bool:
-    return size >= PART_SIZE
+def our_part_size(size: int, part_size: int = PART_SIZE) -> int:
+    """The part size s3transfer uses for a file of `size` bytes with `part_size` configured."""
+    return adjusted_part_size(part_size, size)
 
 
 def parse_etag(etag: str) -> tuple:
@@ -51,8 +47,9 @@ def parse_etag(etag: str) -> tuple:
     return digest, int(parts) if parts.isdigit() else 0
 
 
-def candidate_part_sizes(size: int, parts: int) -> List[int]:
-    """Part sizes that give exactly `parts` parts for `size` bytes, likeliest first."""
+def candidate_part_sizes(size: int, parts: int, part_size: int = PART_SIZE) -> List[int]:
+    """Part sizes that give exactly `parts` parts for `size` bytes, likeliest
+    first: ours (`part_size`), then other tools' defaults."""
     if parts <= 0 or size <= 0:
         return []
     lowest = math.ceil(size / parts)  # smallest part size giving at most `parts` parts
@@ -63,7 +60,7 @@ def candidate_part_sizes(size: int, parts: int) -> List[int]:
         if lowest <= value <= highest and value not in found and math.ceil(size / value) == parts:
             found.append(value)
 
-    add(our_part_size(size))
+    add(our_part_size(size, part_size))
     for base in COMMON_PART_SIZES:
         add(base)
         add(adjusted_part_size(base, size))

@@ -18,7 +18,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from . import diff
 from .config import Settings
-from .digest import Digest, file_digest
+from .digest import PART_SIZE, Digest, file_digest
 from .errors import ConfigError, RemoteError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
@@ -64,12 +64,12 @@ def _settle(name, future: Future, errors: Tuple[type, ...]):
 
 def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool: ThreadPoolExecutor,
                *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
-               everything: bool = False) -> Dict[str, Digest]:
+               everything: bool = False, part_size: int = PART_SIZE) -> Dict[str, Digest]:
     """Hash only the files whose remote copy has the same size: nothing else can
     match. `everything` hashes all given files (xxh3 only unless asked)."""
     def jobs():
         for local in locals_:
-            need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key))
+            need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key), part_size)
             if need is None:
                 if not everything:
                     continue
@@ -171,7 +171,7 @@ class Run:
         """Digests of the files that could be unchanged, and the headers of their
         objects: from the state where it vouches for them, else from S3."""
         with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
-            digests = hash_files(files, remotes, hasher, state=state)
+            digests = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size)
             details = diff.known_details(remotes, state)
             with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="head") as heads:
                 fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
@@ -186,7 +186,8 @@ class Run:
             recheck = {f.key for f in files if f.key in fetched and fetched[f.key].md5
                        and f.key in digests and digests[f.key].md5 is None}
             if recheck:
-                digests.update(hash_files([f for f in files if f.key in recheck], remotes, hasher, force_md5=recheck))
+                digests.update(hash_files([f for f in files if f.key in recheck], remotes, hasher, force_md5=recheck,
+                                          part_size=self.settings.part_size))
         return digests, details, errors
 
     def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], bool, Dict[str, Entry]]:

@@ -16,7 +16,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferConfig, TransferManager
 
 from .config import Settings
-from .digest import PART_SIZE
 from .errors import ConfigError, RemoteError
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
 
@@ -251,8 +250,8 @@ class Store:
     def manager(self) -> TransferManager:
         if self._manager is None:
             config = TransferConfig(
-                multipart_threshold=PART_SIZE,
-                multipart_chunksize=PART_SIZE,
+                multipart_threshold=self.settings.multipart_threshold,
+                multipart_chunksize=self.settings.part_size,
                 max_request_concurrency=self.settings.max_concurrency,
                 max_submission_concurrency=4,
                 max_io_queue_size=1000,
@@ -261,7 +260,7 @@ class Store:
         return self._manager
 
     def upload(self, path: str, key: str, headers: ObjectHeaders, md5: Optional[str] = None, subscribers=None):
-        """Starts an upload; returns an s3transfer future (multipart from PART_SIZE up)."""
+        """Starts an upload; returns an s3transfer future (multipart from multipart_threshold up)."""
         return self.manager().upload(path, self.bucket, key, extra_args=self.header_args(headers, md5),
                                      subscribers=subscribers)
 

@@ -328,6 +328,27 @@ def test_multipart_upload_and_rerun(s3_server, s3, bucket, make_tree, run_sync):
     assert_only_list_and_state(s3_server, bucket, "")
 
 
+def test_part_size_settings(s3_server, s3, bucket, make_tree, run_sync):
+    """multipart_threshold and part_size decide how a file is sent; without the
+    state object, the next run recognises the object by its multipart ETag
+    (the configured part size is tried first) instead of uploading it again."""
+    data = os.urandom(11 * MiB + 3)
+    src = make_tree({"big.bin": data, "mid.bin": os.urandom(6 * MiB)})
+    env = plugin_env(bucket, multipart_threshold="7MiB", part_size="5.5MiB", state=False)
+    ok(run_sync(env, cwd=src))
+    ops = s3_server.ops(bucket)
+    assert ops["CreateMultipartUpload"] == 1 and ops["UploadPart"] == 3  # 5.5 + 5.5 + 3 bytes
+    assert keys_of(s3_server.writes(bucket), "PutObject") == ["mid.bin"]  # below the threshold
+    with s3_server.paused():
+        assert s3.head_object(Bucket=bucket, Key="big.bin")["ETag"].strip('"').endswith("-3")
+        assert body(s3, bucket, "big.bin") == data
+        _moto_private_acl(s3, bucket, "big.bin")
+    s3_server.reset()
+    proc = ok(run_sync(env, cwd=src))
+    assert_no_writes(s3_server, bucket)
+    assert summary_counts(proc.stdout)["unchanged"] == 2
+
+
 def _foreign_multipart(s3: Any, bucket: str, key: str, data: bytes, tmp_path: Path) -> str:
     path = tmp_path / "foreign.bin"
     path.write_bytes(data)

@@ -147,6 +147,30 @@ def test_int_strings(raw: str, expected: int) -> None:
     assert env_settings({"PLUGIN_MAX_CONCURRENCY": raw}).max_concurrency == expected
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ("8388608", 8 * 1024 * 1024), ("8MiB", 8 << 20), ("8MB", 8 << 20), ("8m", 8 << 20), (" 16 MiB ", 16 << 20),
+    ("1GiB", 1 << 30), ("5.5MiB", int(5.5 * (1 << 20))), ("5GiB", 5 << 30),
+])
+def test_sizes(raw: str, expected: int) -> None:
+    s = env_settings({"PLUGIN_PART_SIZE": raw, "PLUGIN_MULTIPART_THRESHOLD": raw})
+    assert (s.part_size, s.multipart_threshold) == (expected, expected)
+
+
+def test_size_defaults() -> None:
+    s = env_settings({})
+    assert (s.multipart_threshold, s.part_size) == (8 << 20, 8 << 20)
+
+
+@pytest.mark.parametrize("raw, words", [
+    ("4MiB", "out of range; use 5MiB to 5GiB"), ("6GiB", "out of range"), ("ten", "not a size"),
+    ("-8MiB", "not a size"), ("8 parsecs", "not a size"), ("true", "not a size"),
+])
+def test_bad_sizes_name_the_variable(raw: str, words: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        env_settings({"PLUGIN_PART_SIZE": raw})
+    assert "PLUGIN_PART_SIZE" in str(raised.value) and words in str(raised.value)
+
+
 def test_json_map_keeps_key_order() -> None:
     s = env_settings({"PLUGIN_ACL": '{"public/*": "public-read", "private/*": "private"}'})
     assert s.acl == (("public/*", "public-read"), ("private/*", "private"))

@@ -20,7 +20,6 @@ from drone_s3_sync.digest import (
     file_digest,
     our_part_size,
     parse_etag,
-    uses_multipart,
 )
 
 GiB = 1024 * MiB
@@ -111,9 +110,11 @@ def test_our_part_size(size: int, expected: int) -> None:
     assert math.ceil(size / our_part_size(size)) <= 10000
 
 
-@pytest.mark.parametrize("size, multipart", [(0, False), (8 * MiB - 1, False), (8 * MiB, True), (GiB, True)])
-def test_uses_multipart(size: int, multipart: bool) -> None:
-    assert uses_multipart(size) is multipart
+def test_configured_part_size_is_tried_first() -> None:
+    size, odd = 100 * MiB, 12 * MiB + 512 * 1024  # 12.5 MiB: no tool's default, not whole MiB
+    assert odd not in candidate_part_sizes(size, 8)
+    assert candidate_part_sizes(size, 8, part_size=odd)[0] == odd
+    assert our_part_size(size, odd) == odd
 
 
 @pytest.mark.parametrize(
