@@ -453,14 +453,23 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             origin[option.name] = "--" + option.name.replace("_", "-")
     if "source" in env_values or args.source is not None:
         base_dir = ""  # a source given on the command line or by Drone is relative to the cwd
-    debug = environ.get("DEBUG", "").strip().lower() not in ("", "0", "false", "no")
-    return build_settings(raw, base_dir=base_dir, debug=debug, origin=origin)
+    return build_settings(raw, base_dir=base_dir, debug=debug_of(environ), origin=origin)
 
 
-def secrets_of(settings: Settings, environ: Mapping[str, str]) -> List[str]:
-    """Every secret value this run could print by accident; the log filter masks them."""
-    values = [settings.secret_key, settings.access_key]
-    for var in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PLUGIN_SECRET_KEY", "AWS_ACCESS_KEY_ID"):
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PLUGIN_SECRET_KEY",
+                    "AWS_ACCESS_KEY_ID", "PLUGIN_ACCESS_KEY")
+
+
+def debug_of(environ: Mapping[str, str]) -> bool:
+    """DEBUG=1 (any value but empty, 0, false, no) turns on detailed logs."""
+    return environ.get("DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List[str]:
+    """Every secret value this run could print by accident; output and logs mask them.
+    Without settings (they could not be read): the secrets in the environment."""
+    values = [settings.secret_key, settings.access_key] if settings is not None else []
+    for var in SECRET_VARIABLES:
         values.append(environ.get(var, ""))
     return [v.strip() for v in values if v and len(v.strip()) >= 4]
 

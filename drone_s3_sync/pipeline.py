@@ -17,11 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
 from . import diff
-from .config import Settings
+from .config import Settings, secrets_of
 from .digest import Digest, file_digest
-from .errors import ConfigError, RemoteError
+from .errors import ConfigError, RemoteError, SyncError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
+from .redact import Redactor
 from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules
@@ -104,10 +105,11 @@ class Run:
     """One sync run; `execute` returns the Summary."""
 
     def __init__(self, settings: Settings, *, store: Optional[Store] = None, reporter: Optional[Reporter] = None,
-                 cloudfront=None):
+                 cloudfront=None, redact: Optional[Callable[[str], str]] = None):
         self.settings = settings
+        self.redact = redact or Redactor(secrets_of(settings, {}))
         self.store = store or Store(settings)
-        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet)
+        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=self.redact)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
         self.vouched: Set[str] = set()
@@ -362,4 +364,10 @@ class _ProgressSubscriber(BaseSubscriber):
 
 def sync(settings: Settings, **kwargs) -> Summary:
     """Run one sync; the Python API. Raises ConfigError / RemoteError for fatal problems."""
-    return Run(settings, **kwargs).execute()
+    run = Run(settings, **kwargs)
+    try:
+        return run.execute()
+    except SyncError as exc:
+        # Its text may quote an S3 error message, which could echo a key id.
+        exc.args = tuple(run.redact(a) if isinstance(a, str) else a for a in exc.args)
+        raise

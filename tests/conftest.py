@@ -238,6 +238,7 @@ class Fault:
     delay: float = 0.0
     reset: bool = False
     answer: bool = True  # False with only `delay`: slow down, then let moto answer
+    message: str = "injected fault"  # the <Message> of the error answer
     hits: int = field(default=0, compare=False)
     seen: List[str] = field(default_factory=list, compare=False)  # keys (or ops) it hit
 
@@ -341,7 +342,7 @@ class RecordingMotoServer:
                     _drop_connection(environ)
                 if fault.answer:
                     _drain(environ)
-                    body = _error_body(fault.code, "injected fault", rec.service)
+                    body = _error_body(fault.code, fault.message, rec.service)
                     rec.status, rec.emulated = fault.status, True
                     start_response(f"{fault.status} Injected", [("Content-Type", "application/xml"),
                                                                ("Content-Length", str(len(body)))])
