@@ -256,6 +256,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("bucket", ("PLUGIN_BUCKET",), parse_text, "Bucket name (required). An S3 website or virtual-host name such as my-bucket.s3-website-us-east-1.amazonaws.com is accepted too.", "NAME"),
     Option("region", ("PLUGIN_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"), parse_region, "Bucket region. Default: us-east-1.", "REGION"),
     Option("source", ("PLUGIN_SOURCE",), parse_text, "Local folder to publish, or a glob such as 'dist/**/*.html' (keys are relative to the part before the first wildcard). Relative to the working directory (to the config file's folder for --config). Default: '.'.", "PATH"),
+    Option("allow_external_symlinks", ("PLUGIN_ALLOW_EXTERNAL_SYMLINKS",), parse_bool, "Follow symbolic links that point outside the source. Default: such links are skipped with a warning (neither uploaded nor deleted).", flag=True),
     Option("target", ("PLUGIN_TARGET",), parse_target, "Key prefix in the bucket; '/' is the bucket root. Default: '/'.", "PREFIX"),
     Option("delete", ("PLUGIN_DELETE",), parse_bool, "Delete objects under the target that are not in the source (after all uploads succeeded).", flag=True),
     Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
@@ -285,6 +286,7 @@ class Settings:
     bucket: str = ""
     region: str = "us-east-1"
     source: str = "."
+    allow_external_symlinks: bool = False
     target: str = ""
     delete: bool = False
     acl: Rules = ()

@@ -637,6 +637,7 @@ def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "
         cwd: Union[str, Path],
         args: Sequence[str] = (),
         timeout: float = 120,
+        wrapper: Sequence[str] = (),
     ) -> "subprocess.CompletedProcess[str]":
         home = os.environ.get("HOME", str(clean_env))
         full_env: Dict[str, str] = {
@@ -658,7 +659,8 @@ def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "
                 full_env.pop(name, None)
             else:
                 full_env[name] = value
-        cmd = _command() + [str(a) for a in args]
+        # `wrapper`: a command line that runs the command, e.g. with fewer privileges.
+        cmd = [str(w) for w in wrapper] + _command() + [str(a) for a in args]
         proc = subprocess.run(
             cmd,
             cwd=str(cwd),
