@@ -5,36 +5,33 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import List, Optional, Sequence
+import traceback
+from typing import Callable, List, Optional, Sequence
 
 from .errors import ConfigError, SyncError
+from .redact import Redactor, one_line
 
 log = logging.getLogger("drone_s3_sync")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class RedactSecrets(logging.Filter):
-    """Masks secret values in every record, whatever logged them."""
+class RedactingFormatter(logging.Formatter):
+    """Masks secret values in the whole formatted record: the message and what
+    the formatter adds after any filter has run (traceback, stack)."""
 
-    def __init__(self, secrets: Sequence[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
+    def __init__(self, fmt: str, redact: Callable[[str], str]):
+        super().__init__(fmt)
+        self.redact = redact
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            text = record.getMessage()
-            for secret in self.secrets:
-                text = text.replace(secret, "****")
-            record.msg, record.args = text, ()
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
 
 
-def setup_logging(debug: bool, secrets: Sequence[str]) -> None:
+def setup_logging(debug: bool, redact: Callable[[str], str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if not debug else
-                                           "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(RedactingFormatter("%(levelname)s: %(message)s" if not debug else
+                                            "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s", redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -53,27 +50,45 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(argv: Sequence[str], environ) -> int:
     from . import config
 
+    redact = Redactor(config.secrets_of(None, environ))
+    try:
+        return _run(argv, environ, redact)
+    except KeyboardInterrupt:
+        print("drone-s3-sync: interrupted; nothing was deleted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, or an environment this code does not expect
+        debug = config.debug_of(environ)
+        hint = "" if debug else " (set DEBUG=1 for the traceback)"
+        print(f"drone-s3-sync: internal error: {redact(one_line(exc))}{hint}", file=sys.stderr)
+        if debug:
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return EXIT_FAILED
+
+
+def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
+    from . import config
+    from .report import Reporter
+
     try:
         settings = config.from_sources(argv, environ)
     except ConfigError as exc:
-        print(f"drone-s3-sync: invalid setting {exc}", file=sys.stderr)
+        print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # argparse: --help, --version, or a usage error (already printed)
         return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
-    setup_logging(settings.debug, config.secrets_of(settings, environ))
+    redact.add(config.secrets_of(settings, environ))
+    setup_logging(settings.debug, redact)
     log.debug("settings: %r", settings)
 
     from .pipeline import sync
 
     try:
-        summary = sync(settings)
+        summary = sync(settings, redact=redact,
+                       reporter=Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=redact))
     except ConfigError as exc:
-        print(f"drone-s3-sync: invalid setting {exc}", file=sys.stderr)
+        print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except SyncError as exc:
-        print(f"drone-s3-sync: error: {exc}", file=sys.stderr)
+        print(redact(f"drone-s3-sync: error: {exc}"), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("drone-s3-sync: interrupted; nothing was deleted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     return summary.exit_code

@@ -285,6 +285,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("bucket", ("PLUGIN_BUCKET",), parse_text, "Bucket name (required). An S3 website or virtual-host name such as my-bucket.s3-website-us-east-1.amazonaws.com is accepted too.", "NAME"),
     Option("region", ("PLUGIN_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"), parse_region, "Bucket region. Default: us-east-1.", "REGION"),
     Option("source", ("PLUGIN_SOURCE",), parse_text, "Local folder to publish, or a glob such as 'dist/**/*.html' (keys are relative to the part before the first wildcard). Relative to the working directory (to the config file's folder for --config). Default: '.'.", "PATH"),
+    Option("allow_external_symlinks", ("PLUGIN_ALLOW_EXTERNAL_SYMLINKS",), parse_bool, "Follow symbolic links that point outside the source. Default: such links are skipped with a warning (neither uploaded nor deleted).", flag=True),
     Option("target", ("PLUGIN_TARGET",), parse_target, "Key prefix in the bucket; '/' is the bucket root. Default: '/'.", "PREFIX"),
     Option("delete", ("PLUGIN_DELETE",), parse_bool, "Delete objects under the target that are not in the source (after all uploads succeeded).", flag=True),
     Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
@@ -316,6 +317,7 @@ class Settings:
     bucket: str = ""
     region: str = "us-east-1"
     source: str = "."
+    allow_external_symlinks: bool = False
     target: str = ""
     delete: bool = False
     acl: Rules = ()
@@ -486,14 +488,23 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             origin[option.name] = "--" + option.name.replace("_", "-")
     if "source" in env_values or args.source is not None:
         base_dir = ""  # a source given on the command line or by Drone is relative to the cwd
-    debug = environ.get("DEBUG", "").strip().lower() not in ("", "0", "false", "no")
-    return build_settings(raw, base_dir=base_dir, debug=debug, origin=origin)
+    return build_settings(raw, base_dir=base_dir, debug=debug_of(environ), origin=origin)
 
 
-def secrets_of(settings: Settings, environ: Mapping[str, str]) -> List[str]:
-    """Every secret value this run could print by accident; the log filter masks them."""
-    values = [settings.secret_key, settings.access_key]
-    for var in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PLUGIN_SECRET_KEY", "AWS_ACCESS_KEY_ID"):
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PLUGIN_SECRET_KEY",
+                    "AWS_ACCESS_KEY_ID", "PLUGIN_ACCESS_KEY")
+
+
+def debug_of(environ: Mapping[str, str]) -> bool:
+    """DEBUG=1 (any value but empty, 0, false, no) turns on detailed logs."""
+    return environ.get("DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List[str]:
+    """Every secret value this run could print by accident; output and logs mask them.
+    Without settings (they could not be read): the secrets in the environment."""
+    values = [settings.secret_key, settings.access_key] if settings is not None else []
+    for var in SECRET_VARIABLES:
         values.append(environ.get(var, ""))
     return [v.strip() for v in values if v and len(v.strip()) >= 4]
 

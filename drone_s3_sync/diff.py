@@ -10,7 +10,7 @@ an MD5), and `make_plan` turns it all into a Plan.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .config import Settings
 from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
@@ -127,8 +127,12 @@ def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObjec
 def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
               digests: Mapping[str, Digest], details: Mapping[str, RemoteDetails],
               settings: Settings, rules: Optional[HeaderRules] = None,
-              state: Optional[Mapping[str, Entry]] = None) -> Plan:
+              state: Optional[Mapping[str, Entry]] = None, *, kept_keys: AbstractSet[str] = frozenset(),
+              kept_prefixes: Sequence[str] = ()) -> Plan:
+    """`kept_keys` and `kept_prefixes` name local entries that exist but are not
+    synced (unreadable, skipped links): their objects are never deleted."""
     rules = rules or HeaderRules(settings)
+    kept_prefixes = tuple(kept_prefixes)
     state = state or {}
     actions: List[Action] = []
     written: Set[str] = set()
@@ -149,6 +153,8 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
         for key, remote in remotes.items():
             if key in written or key.endswith("/") or not key.startswith(settings.target):
                 continue  # folder markers are not files; keys outside the target are never ours
+            if key in kept_keys or key.startswith(kept_prefixes):
+                continue  # its local file exists but was not synced
             if key in details and details[key].headers.redirect:
                 continue  # redirects are never deleted
             actions.append(Action(Kind.DELETE, key, Reason.ORPHAN, size=remote.size))

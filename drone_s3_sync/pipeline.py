@@ -17,15 +17,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
 from . import diff
-from .config import Settings
+from .config import Settings, secrets_of
 from .digest import PART_SIZE, Digest, file_digest
-from .errors import ConfigError, RemoteError
+from .errors import ConfigError, RemoteError, SyncError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
+from .redact import Redactor
 from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules
-from .scan import check_source, scan
+from .scan import check_source, printable, scan
 from .state import Entry, decode as decode_state, encode as encode_state, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
@@ -64,9 +65,12 @@ def _settle(name, future: Future, errors: Tuple[type, ...]):
 
 def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool: ThreadPoolExecutor,
                *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
-               everything: bool = False, part_size: int = PART_SIZE) -> Dict[str, Digest]:
+               everything: bool = False, part_size: int = PART_SIZE) -> Tuple[Dict[str, Digest], Dict[str, str]]:
     """Hash only the files whose remote copy has the same size: nothing else can
-    match. `everything` hashes all given files (xxh3 only unless asked)."""
+    match. `everything` hashes all given files (xxh3 only unless asked).
+    Returns the digests and, for each file that could not be read, why."""
+    paths = {}
+
     def jobs():
         for local in locals_:
             need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key), part_size)
@@ -75,16 +79,32 @@ def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject]
                     continue
                 need = (False, [])
             md5, part_sizes = need
+            paths[local.key] = local.path
             yield local.key, partial(file_digest, local.path, md5=md5 or local.key in force_md5,
                                      part_sizes=part_sizes)
 
-    digests = {}
+    digests: Dict[str, Digest] = {}
+    errors: Dict[str, str] = {}
     for key, digest, error in windowed(pool, jobs(), (OSError,)):
         if error is not None:
-            log.warning("cannot read %s: %s", key, error.strerror)
+            errors[key] = read_error_text(error, paths[key])
         else:
             digests[key] = digest
-    return digests
+    return digests, errors
+
+
+def read_error_text(exc: OSError, path: str) -> str:
+    """`cannot read /src/a.txt: No such file or directory`"""
+    return f"cannot read {printable(path)}: {exc.strerror or type(exc).__name__}"
+
+
+def upload_error_text(exc: BaseException, path: str) -> str:
+    """An upload failure; a local file s3transfer could not open or read is named.
+    botocore wraps every network error in a BotoCoreError, so a bare OSError
+    comes from the file."""
+    if isinstance(exc, OSError) and not isinstance(exc, BotoCoreError):
+        return read_error_text(exc, path)
+    return error_text(exc)
 
 
 def fetch_details(store: Store, keys: Set[str], pool: ThreadPoolExecutor) -> Tuple[Dict[str, RemoteDetails], Dict[str, str]]:
@@ -104,10 +124,11 @@ class Run:
     """One sync run; `execute` returns the Summary."""
 
     def __init__(self, settings: Settings, *, store: Optional[Store] = None, reporter: Optional[Reporter] = None,
-                 cloudfront=None):
+                 cloudfront=None, redact: Optional[Callable[[str], str]] = None):
         self.settings = settings
+        self.redact = redact or Redactor(secrets_of(settings, {}))
         self.store = store or Store(settings)
-        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet)
+        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=self.redact)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
         self.vouched: Set[str] = set()
@@ -120,7 +141,8 @@ class Run:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
             listing = lister.submit(self._list_with_state)
             try:
-                scanned = scan(settings.source_path(), settings.target)
+                scanned = scan(settings.source_path(), settings.target,
+                               allow_external_symlinks=settings.allow_external_symlinks)
                 clash = diff.clashes(scanned.files, settings)
                 if clash:
                     raise ConfigError("redirects", f"{clash[0]} is also a file in the source; remove one of them")
@@ -135,23 +157,34 @@ class Run:
         if any(f.key == reserved for f in scanned.files):
             scanned.problems.append(f"{reserved}: this name is reserved for the state object; the file is not synced")
             scanned.files = [f for f in scanned.files if f.key != reserved]
-        for problem in scanned.problems:
-            self.reporter.warn(problem)
+        for text in scanned.warnings + scanned.problems:
+            self.reporter.warn(text)
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
-        digests, details, detail_errors = self._inspect(scanned.files, remotes, state)
-        plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules, state)
+        digests, details, detail_errors, read_errors = self._inspect(scanned.files, remotes, state)
+        plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules, state,
+                              kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
         summary = Summary(plan=plan, dry_run=settings.dry_run)
-        if detail_errors:
-            plan.actions = [a if a.key not in detail_errors else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
-                            for a in plan.actions]
-            for key, error in sorted(detail_errors.items()):
-                summary.errors.append(f"{key}: cannot read its headers: {error}")
         if scanned.problems:
             summary.errors.extend(scanned.problems)
+        # A file that could not be read, or whose object's headers could not be
+        # read, is left as it is (never deleted either: it is in the plan).
+        unsettled = {key: f"{key}: cannot read its headers: {error}" for key, error in detail_errors.items()}
+        unsettled.update((key, f"{key}: {error}") for key, error in read_errors.items())
+        if unsettled:
+            for key in sorted(read_errors):
+                self.reporter.warn(read_errors[key])
+            plan.actions = [a if a.key not in unsettled else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
+                            for a in plan.actions]
+            summary.errors.extend(unsettled[key] for key in sorted(unsettled))
 
         if settings.dry_run:
+            deletes = plan.of(Kind.DELETE)
+            if deletes and summary.errors:  # as the real run would: no delete after any problem
+                plan.actions = [a for a in plan.actions if a.kind is not Kind.DELETE]
+                summary.delete_blocked_reason = (f"{len(deletes)} delete(s) would not be done because of "
+                                                 f"{len(summary.errors)} problem(s)")
             self.reporter.plan(plan)
             summary.invalidation_paths = self._paths(plan.actions) if settings.cloudfront_distribution else []
         else:
@@ -167,11 +200,13 @@ class Run:
 
     # ---------------------------------------------------------------- stages
     def _inspect(self, files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
-                 state: Mapping[str, Entry]) -> Tuple[Dict[str, Digest], Dict[str, RemoteDetails], Dict[str, str]]:
+                 state: Mapping[str, Entry]
+                 ) -> Tuple[Dict[str, Digest], Dict[str, RemoteDetails], Dict[str, str], Dict[str, str]]:
         """Digests of the files that could be unchanged, and the headers of their
-        objects: from the state where it vouches for them, else from S3."""
+        objects: from the state where it vouches for them, else from S3.
+        Returns (digests, details, {key: header read error}, {key: file read error})."""
         with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
-            digests = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size)
+            digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size)
             details = diff.known_details(remotes, state)
             with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="head") as heads:
                 fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
@@ -186,9 +221,11 @@ class Run:
             recheck = {f.key for f in files if f.key in fetched and fetched[f.key].md5
                        and f.key in digests and digests[f.key].md5 is None}
             if recheck:
-                digests.update(hash_files([f for f in files if f.key in recheck], remotes, hasher, force_md5=recheck,
-                                          part_size=self.settings.part_size))
-        return digests, details, errors
+                more, failed = hash_files([f for f in files if f.key in recheck], remotes, hasher, force_md5=recheck,
+                                          part_size=self.settings.part_size)
+                digests.update(more)
+                read_errors.update(failed)
+        return digests, details, errors, read_errors
 
     def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], bool, Dict[str, Entry]]:
         """The listing under the target, whether a state object exists, and its entries."""
@@ -243,7 +280,7 @@ class Run:
         if written:  # new files were never hashed; they are in the page cache now
             with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
                 digests = dict(digests)
-                digests.update(hash_files([a.local for a in written], {}, hasher, everything=True))
+                digests.update(hash_files([a.local for a in written], {}, hasher, everything=True)[0])
         entries = next_state(summary, remotes, digests, self.store.written_etags)
         if entries == dict(old):
             return
@@ -300,7 +337,7 @@ class Run:
                 try:
                     future.result()
                 except Exception as exc:  # botocore, OS and s3transfer's own error types alike
-                    finish(action, error_text(exc), started)
+                    finish(action, upload_error_text(exc, action.local.path), started)
                 else:
                     finish(action, "", started)
         except BaseException:
@@ -363,4 +400,10 @@ class _ProgressSubscriber(BaseSubscriber):
 
 def sync(settings: Settings, **kwargs) -> Summary:
     """Run one sync; the Python API. Raises ConfigError / RemoteError for fatal problems."""
-    return Run(settings, **kwargs).execute()
+    run = Run(settings, **kwargs)
+    try:
+        return run.execute()
+    except SyncError as exc:
+        # Its text may quote an S3 error message, which could echo a key id.
+        exc.args = tuple(run.redact(a) if isinstance(a, str) else a for a in exc.args)
+        raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, Optional, Sequence
+from typing import IO, Callable, Optional, Sequence
 
 from .model import Action, Kind, Outcome, Plan, Reason, Summary
 
@@ -39,20 +39,25 @@ class Reporter:
     """Prints to `out` (stdout: the CI log); progress and problems go to `err`."""
 
     def __init__(self, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr, *, progress: Optional[bool] = None,
-                 dry_run: bool = False, quiet: bool = False):
+                 dry_run: bool = False, quiet: bool = False, redact: Optional[Callable[[str], str]] = None):
         self.out, self.err = out, err
+        # Every printed line goes through it: failure reasons quote S3's error
+        # messages, and those could echo a key id.
+        self.redact = redact or (lambda text: text)
         self.dry_run = dry_run
         self.quiet = quiet
         self.progress_enabled = err.isatty() if progress is None else progress
         self._bar = None
 
     def line(self, text: str) -> None:
+        text = self.redact(text)
         if self._bar is not None:
             self._bar.write(text, file=self.out)
         else:
             print(text, file=self.out, flush=True)
 
     def warn(self, text: str) -> None:
+        text = self.redact(text)
         if self._bar is not None:
             self._bar.write(f"warning: {text}", file=self.err)
         else:

@@ -4,16 +4,23 @@ The source is a folder, a single file, or a glob such as `dist/**/*.html`:
 keys are then relative to the glob's fixed base folder (`dist/`). Local names
 are normalised to Unicode NFC so that a macOS checkout (NFD names) and a Linux
 one publish the same keys.
+
+Links are followed while they stay inside the source; one leading outside is
+skipped with a warning unless `allow_external_symlinks`. What cannot be read
+(permissions, broken links, names that are not UTF-8, files gone meanwhile)
+is reported by name; the keys of everything left out are returned so that no
+object is deleted for it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Set, Tuple
 
 from .errors import ConfigError
 from .model import LocalFile
@@ -25,7 +32,32 @@ GLOB_CHARS = "*?["
 class ScanResult:
     files: List[LocalFile]
     root: str  # the folder keys are relative to
-    problems: List[str] = field(default_factory=list)  # files that could not be read
+    problems: List[str] = field(default_factory=list)  # what could not be read: each fails the run
+    warnings: List[str] = field(default_factory=list)  # what was skipped on purpose (links leaving the source)
+    # Keys, and key prefixes of folders, of local entries that were not synced:
+    # their objects must never be deleted as "not in source".
+    kept_keys: Set[str] = field(default_factory=set)
+    kept_prefixes: List[str] = field(default_factory=list)
+
+
+def printable(name: str) -> str:
+    """A local name as it can be shown on one line: bytes that are not UTF-8 as
+    \\xNN, control characters escaped."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def is_utf8(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (Python holds them as surrogate escapes)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def split_glob(source: str) -> Tuple[str, Optional[str]]:
@@ -72,6 +104,9 @@ def glob_regex(pattern: str) -> "re.Pattern[str]":
 
 
 def key_for(target: str, rel: str) -> str:
+    """The key of a relative path: always inside the target prefix."""
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in rel.split("/")):
+        raise ValueError(f"not a relative path inside the source: {rel!r}")
     return target + rel
 
 
@@ -82,72 +117,155 @@ def check_source(source_path: str) -> None:
         raise ConfigError("source", f"{base} does not exist")
 
 
-def scan(source_path: str, target: str) -> ScanResult:
-    """List the files of `source_path` (already made absolute) for the `target` prefix."""
+class _Note(NamedTuple):
+    """Something the walk could not, or would not, publish."""
+
+    rel: str  # relative path of the entry ("" for the source folder itself)
+    folder: bool  # a whole folder: everything below `rel/`
+    text: str
+    error: bool  # a problem that fails the run, or only a warning
+
+
+def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False) -> ScanResult:
+    """List the files of `source_path` (already made absolute) for the `target` prefix.
+
+    Links are followed inside the source; a link that leads outside it is
+    skipped with a warning unless `allow_external_symlinks`. What cannot be
+    read is reported in `problems`; the keys of everything left out are in
+    `kept_keys`/`kept_prefixes`, so that no object is deleted for it.
+    """
     check_source(source_path)
     base, pattern = split_glob(source_path)
+    notes: List[_Note] = []
     if pattern is None and os.path.isfile(base):
+        # A file named as the source is published whatever it links to.
         root = os.path.dirname(base)
         found = [(os.path.basename(base), base)]
-        problems: List[str] = []
     elif not os.path.isdir(base):
         raise ConfigError("source", f"{base} is not a folder or a file")
     else:
         root = base
-        found, problems = _walk(base)
+        found, notes = _walk(base, allow_external_symlinks)
         if pattern is not None:
             regex = glob_regex(pattern)
             found = [(rel, path) for rel, path in found if regex.match(rel)]
-    files: List[LocalFile] = []
+            # A folder that could not be entered may hold matching files: keep its notes.
+            notes = [note for note in notes if note.folder or regex.match(note.rel)]
+    result = ScanResult(files=[], root=root)
+
+    def leave_out(rel: str, text: str, error: bool = True, folder: bool = False) -> None:
+        (result.problems if error else result.warnings).append(text)
+        if not is_utf8(rel):
+            return  # no key can name it, so no object can be its copy
+        nfc = unicodedata.normalize("NFC", rel)
+        if folder:
+            result.kept_prefixes.append(target + nfc + "/" if nfc else target)
+        else:
+            result.kept_keys.add(target + nfc)
+
+    for note in notes:
+        leave_out(note.rel, note.text, note.error, note.folder)
     seen = {}
     for rel, path in found:
+        shown = printable(path)
+        if not is_utf8(rel):
+            leave_out(rel, f"{shown}: the name is not valid UTF-8, so it cannot be an S3 key; not synced")
+            continue
         nfc = unicodedata.normalize("NFC", rel)
         if nfc in seen:
-            problems.append(f"{path}: same key as {seen[nfc]} after Unicode normalisation; skipped")
+            leave_out(rel, f"{shown}: same key as {printable(seen[nfc])} after Unicode normalisation; skipped")
             continue
         try:
             info = os.stat(path)
         except OSError as exc:
-            problems.append(f"{path}: {exc.strerror}")
+            leave_out(rel, f"{shown}: {exc.strerror}")
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
+        if not os.access(path, os.R_OK):
+            leave_out(rel, f"{shown}: cannot read the file: {os.strerror(errno.EACCES)}")
+            continue
         seen[nfc] = path
-        files.append(LocalFile(rel=nfc, key=key_for(target, nfc), path=path, size=info.st_size, mtime_ns=info.st_mtime_ns))
-    files.sort(key=lambda f: f.key.encode("utf-8"))
-    return ScanResult(files=files, root=root, problems=problems)
+        result.files.append(LocalFile(rel=nfc, key=key_for(target, nfc), path=path, size=info.st_size,
+                                      mtime_ns=info.st_mtime_ns))
+    result.files.sort(key=lambda f: f.key.encode("utf-8"))
+    return result
 
 
-def _walk(base: str) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """(relative POSIX path, absolute path) of every file below `base`.
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
-    Symbolic links are followed. A folder is skipped only when it is its own
+
+def _walk(base: str, allow_external: bool) -> Tuple[List[Tuple[str, str]], List[_Note]]:
+    """(relative POSIX path, absolute path) of every file below `base`, and
+    notes on what was left out.
+
+    Symbolic links are followed when they stay inside `base` (or everywhere
+    with `allow_external`). A folder is skipped only when it is its own
     ancestor (a link loop); two links to the same folder publish it under both
     names, as `aws s3 sync` and `rsync -L` do.
     """
     found: List[Tuple[str, str]] = []
-    problems: List[str] = []
-    stack = [(base, "", frozenset({os.path.realpath(base)}))]
+    notes: List[_Note] = []
+    root = os.path.realpath(base)
+    stack = [(base, "", frozenset({root}))]
     while stack:
         folder, prefix, ancestors = stack.pop()
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            problems.append(f"{exc.filename or folder}: {exc.strerror}")
+            notes.append(_Note(prefix.rstrip("/"), True,
+                               f"{printable(folder)}: cannot read the folder: {exc.strerror}", True))
             continue
         subfolders = []
         for entry in entries:
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:
-                is_dir = False
-            if is_dir:
+            rel = prefix + entry.name
+            if not is_utf8(entry.name):
+                is_dir = _is_dir(entry)
+                kind = "folder" if is_dir else "name"
+                notes.append(_Note(rel, False, f"{printable(entry.path)}{'/' if is_dir else ''}: the {kind} is not "
+                                   f"valid UTF-8, so it cannot be part of an S3 key; not synced", True))
+                continue
+            real = None
+            if _is_link(entry):
                 real = os.path.realpath(entry.path)
+                if not os.path.exists(entry.path):
+                    notes.append(_Note(rel, False, f"{printable(entry.path)}: broken symbolic link "
+                                       f"(to {printable(_readlink(entry.path))})", True))
+                    continue
+                if not allow_external and not _inside(real, root):
+                    is_dir = _is_dir(entry)
+                    notes.append(_Note(rel, is_dir, f"{printable(entry.path)}: symbolic link to {printable(real)}, "
+                                       f"outside the source; skipped: not uploaded, and its object"
+                                       f"{'s are' if is_dir else ' is'} not deleted (set allow_external_symlinks "
+                                       f"to follow it)", False))
+                    continue
+            if _is_dir(entry):
+                real = real or os.path.realpath(entry.path)
                 if real not in ancestors:
-                    subfolders.append((entry.path, prefix + entry.name + "/", ancestors | {real}))
-            elif entry.is_symlink() and not os.path.exists(entry.path):
-                problems.append(f"{entry.path}: broken symbolic link")
+                    subfolders.append((entry.path, rel + "/", ancestors | {real}))
             else:
-                found.append((prefix + entry.name, entry.path))
+                found.append((rel, entry.path))
         stack.extend(reversed(subfolders))
-    return found, problems
+    return found, notes
+
+
+def _is_dir(entry: "os.DirEntry[str]") -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _is_link(entry: "os.DirEntry[str]") -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"

@@ -238,6 +238,7 @@ class Fault:
     delay: float = 0.0
     reset: bool = False
     answer: bool = True  # False with only `delay`: slow down, then let moto answer
+    message: str = "injected fault"  # the <Message> of the error answer
     hits: int = field(default=0, compare=False)
     seen: List[str] = field(default_factory=list, compare=False)  # keys (or ops) it hit
 
@@ -341,7 +342,7 @@ class RecordingMotoServer:
                     _drop_connection(environ)
                 if fault.answer:
                     _drain(environ)
-                    body = _error_body(fault.code, "injected fault", rec.service)
+                    body = _error_body(fault.code, fault.message, rec.service)
                     rec.status, rec.emulated = fault.status, True
                     start_response(f"{fault.status} Injected", [("Content-Type", "application/xml"),
                                                                ("Content-Length", str(len(body)))])
@@ -636,6 +637,7 @@ def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "
         cwd: Union[str, Path],
         args: Sequence[str] = (),
         timeout: float = 120,
+        wrapper: Sequence[str] = (),
     ) -> "subprocess.CompletedProcess[str]":
         home = os.environ.get("HOME", str(clean_env))
         full_env: Dict[str, str] = {
@@ -657,7 +659,8 @@ def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "
                 full_env.pop(name, None)
             else:
                 full_env[name] = value
-        cmd = _command() + [str(a) for a in args]
+        # `wrapper`: a command line that runs the command, e.g. with fewer privileges.
+        cmd = [str(w) for w in wrapper] + _command() + [str(a) for a in args]
         proc = subprocess.run(
             cmd,
             cwd=str(cwd),

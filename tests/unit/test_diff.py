@@ -387,6 +387,18 @@ def test_never_deletes_folder_markers() -> None:
     assert "x/" not in diff.detail_needs([], remotes, s, {})
 
 
+def test_never_deletes_what_exists_locally_but_was_not_synced() -> None:
+    # Unreadable files, broken or external links (kept keys) and unreadable or
+    # external folders (kept prefixes) are still in the source.
+    s = make(target="site", delete=True)
+    keys = ("site/locked.txt", "site/private/a.txt", "site/private/b/c.txt", "site/privateer.txt", "site/orphan")
+    remotes = {k: remote(k) for k in keys}
+    plan = diff.make_plan([], remotes, {}, {}, s, kept_keys={"site/locked.txt"}, kept_prefixes=["site/private/"])
+    assert [(a.key, a.kind) for a in plan.actions] == [("site/orphan", Kind.DELETE), ("site/privateer.txt", Kind.DELETE)]
+    # the source folder itself unreadable: the target prefix is kept whole
+    assert diff.make_plan([], remotes, {}, {}, s, kept_prefixes=["site/"]).actions == []
+
+
 def test_never_deletes_a_redirect_object() -> None:
     s = make(delete=True)
     remotes = {"old-redirect": remote("old-redirect", 0, EMPTY_MD5), "empty.txt": remote("empty.txt", 0, EMPTY_MD5)}
@@ -618,6 +630,7 @@ def scenarios(draw):
 def test_applying_a_plan_then_planning_again_only_skips(scenario) -> None:
     s, locals_, local_content, world = scenario
     first = world.plan(locals_, local_content, s)
+    assert all(a.key.startswith(s.target) for a in first.actions)  # no key leaves the target
     expected_keys = {f.key for f in locals_} | {k for k, _, _ in diff.redirect_keys(s)}
     assert expected_keys <= {a.key for a in first.actions}
     world.apply(first, local_content)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from drone_s3_sync.errors import ConfigError
-from drone_s3_sync.scan import glob_regex, scan, split_glob
+from drone_s3_sync.scan import glob_regex, key_for, printable, scan, split_glob
 
 needs_symlinks = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
 
@@ -139,22 +139,112 @@ def test_glob_with_wildcard_folder_keeps_base_before_it(tmp_path: Path) -> None:
 
 
 @needs_symlinks
-def test_symlinked_file_is_followed(tmp_path: Path) -> None:
+def test_symlinked_file_inside_the_source_is_followed(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"real.txt": "hello", "data/shared.txt": "shared content"})
+    (src / "link.txt").symlink_to(src / "data" / "shared.txt")
+    (src / "relative.txt").symlink_to("data/shared.txt")
+    result = scan(str(src), "")
+    files = {f.key: f for f in result.files}
+    assert set(files) == {"data/shared.txt", "link.txt", "real.txt", "relative.txt"}
+    assert files["link.txt"].size == len("shared content")
+    assert result.problems == result.warnings == []
+
+
+@needs_symlinks
+def test_symlinked_folder_inside_the_source_is_followed(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"a.txt": "", "releases/v2/lib.js": ""})
+    (src / "latest").symlink_to("releases/v2", target_is_directory=True)
+    result = scan(str(src), "")
+    assert [f.key for f in result.files] == ["a.txt", "latest/lib.js", "releases/v2/lib.js"]
+    assert result.warnings == []
+
+
+@needs_symlinks
+def test_source_that_is_itself_a_link_follows_links_inside_its_target(tmp_path: Path) -> None:
+    real = tree(tmp_path / "build" / "public", {"index.html": "x", "assets/app.js": "y"})
+    (real / "app.js").symlink_to("assets/app.js")
+    (tmp_path / "public").symlink_to(real, target_is_directory=True)
+    result = scan(str(tmp_path / "public"), "")
+    assert [f.key for f in result.files] == ["app.js", "assets/app.js", "index.html"]
+    assert result.warnings == []
+
+
+@needs_symlinks
+def test_symlinked_file_outside_the_source_is_skipped_with_a_warning(tmp_path: Path) -> None:
     src = tree(tmp_path / "s", {"real.txt": "hello"})
     outside = tmp_path / "outside.txt"
     outside.write_text("outside content", encoding="utf-8")
     (src / "link.txt").symlink_to(outside)
-    files = {f.key: f for f in scan(str(src), "").files}
-    assert set(files) == {"link.txt", "real.txt"}
-    assert files["link.txt"].size == len("outside content")
+    (src / "up.txt").symlink_to("../outside.txt")
+    result = scan(str(src), "site/")
+    assert [f.key for f in result.files] == ["site/real.txt"]
+    assert result.problems == []  # not an error
+    assert len(result.warnings) == 2
+    for name, warning in zip(("link.txt", "up.txt"), result.warnings):
+        assert str(src / name) in warning and str(outside) in warning
+        assert "allow_external_symlinks" in warning and "not deleted" in warning
+    # neither uploaded nor deleted: like an excluded file
+    assert result.kept_keys == {"site/link.txt", "site/up.txt"}
+    assert result.kept_prefixes == []
 
 
 @needs_symlinks
-def test_symlinked_folder_is_followed(tmp_path: Path) -> None:
+def test_symlinked_folder_outside_the_source_is_skipped_whole(tmp_path: Path) -> None:
     src = tree(tmp_path / "s", {"a.txt": ""})
-    tree(tmp_path / "shared", {"lib.js": ""})
+    tree(tmp_path / "shared", {"lib.js": "", "deep/x.js": ""})
     (src / "vendor").symlink_to(tmp_path / "shared", target_is_directory=True)
-    assert keys(src) == ["a.txt", "vendor/lib.js"]
+    (src / "etc").symlink_to("/etc", target_is_directory=True)
+    result = scan(str(src), "t/")
+    assert [f.key for f in result.files] == ["t/a.txt"]
+    assert result.problems == []
+    assert [w.split(":")[0] for w in result.warnings] == [str(src / "etc"), str(src / "vendor")]
+    assert "/etc" in result.warnings[0] and str(tmp_path / "shared") in result.warnings[1]
+    assert sorted(result.kept_prefixes) == ["t/etc/", "t/vendor/"]
+
+
+@needs_symlinks
+def test_external_links_followed_when_allowed(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"a.txt": ""})
+    tree(tmp_path / "shared", {"lib.js": "x"})
+    (tmp_path / "outside.txt").write_text("out", encoding="utf-8")
+    (src / "vendor").symlink_to(tmp_path / "shared", target_is_directory=True)
+    (src / "link.txt").symlink_to(tmp_path / "outside.txt")
+    result = scan(str(src), "", allow_external_symlinks=True)
+    assert [f.key for f in result.files] == ["a.txt", "link.txt", "vendor/lib.js"]
+    assert result.warnings == result.problems == []
+    assert not result.kept_keys and not result.kept_prefixes
+
+
+@needs_symlinks
+def test_link_inside_a_followed_link_is_judged_by_where_it_really_leads(tmp_path: Path) -> None:
+    # latest -> v2 (inside); v2/escape.txt -> ../../secret.txt (outside, whichever way it is reached)
+    src = tree(tmp_path / "s", {"v2/index.html": "x"})
+    (tmp_path / "secret.txt").write_text("nope", encoding="utf-8")
+    (src / "v2" / "escape.txt").symlink_to("../../secret.txt")
+    (src / "latest").symlink_to("v2", target_is_directory=True)
+    result = scan(str(src), "")
+    assert [f.key for f in result.files] == ["latest/index.html", "v2/index.html"]
+    assert result.kept_keys == {"latest/escape.txt", "v2/escape.txt"}
+
+
+@needs_symlinks
+def test_external_link_outside_a_glob_is_not_mentioned(tmp_path: Path) -> None:
+    src = tree(tmp_path / "dist", {"index.html": "x"})
+    (tmp_path / "notes.txt").write_text("n", encoding="utf-8")
+    (src / "notes.txt").symlink_to(tmp_path / "notes.txt")
+    (src / "page.html").symlink_to(tmp_path / "notes.txt")
+    result = scan(f"{src}/*.html", "")
+    assert [f.key for f in result.files] == ["index.html"]
+    assert len(result.warnings) == 1 and "page.html" in result.warnings[0]
+
+
+@needs_symlinks
+def test_source_file_given_by_name_is_published_wherever_it_links(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.pdf").write_text("%PDF", encoding="utf-8")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "report.pdf").symlink_to(tmp_path / "elsewhere.pdf")
+    result = scan(str(tmp_path / "s" / "report.pdf"), "")
+    assert [f.key for f in result.files] == ["report.pdf"] and result.warnings == []
 
 
 @needs_symlinks
@@ -171,10 +261,120 @@ def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
 def test_broken_symlink_is_reported(tmp_path: Path) -> None:
     src = tree(tmp_path / "s", {"ok.txt": "x"})
     (src / "dangling.txt").symlink_to(tmp_path / "gone.txt")
-    result = scan(str(src), "")
-    assert [f.key for f in result.files] == ["ok.txt"]
+    result = scan(str(src), "t/")
+    assert [f.key for f in result.files] == ["t/ok.txt"]
     assert len(result.problems) == 1
-    assert "dangling.txt" in result.problems[0]
+    assert str(src / "dangling.txt") in result.problems[0]
+    assert "broken symbolic link" in result.problems[0] and str(tmp_path / "gone.txt") in result.problems[0]
+    assert result.kept_keys == {"t/dangling.txt"}  # its object is not deleted
+
+
+def test_names_that_are_not_utf8_are_reported_escaped_and_the_rest_is_scanned(tmp_path: Path) -> None:
+    src = tree(tmp_path / "s", {"a.txt": "a", "z/ok.txt": "z"})
+    raw = os.fsencode(str(src))
+    with open(raw + b"/bad\xff.txt", "wb") as handle:
+        handle.write(b"x")
+    os.mkdir(raw + b"/dir\xe9")
+    with open(raw + b"/dir\xe9/inner.txt", "wb") as handle:
+        handle.write(b"y")
+    with open(raw + b"/z/caf\xe9.txt", "wb") as handle:  # Latin-1, not UTF-8
+        handle.write(b"z")
+    result = scan(str(src), "t/")
+    assert [f.key for f in result.files] == ["t/a.txt", "t/z/ok.txt"]
+    assert len(result.problems) == 3
+    text = "\n".join(result.problems)
+    for shown in ("bad\\xff.txt", "dir\\xe9/", "z/caf\\xe9.txt"):
+        assert shown in text
+    assert "UTF-8" in text
+    text.encode("utf-8")  # printable: no surrogate escapes left
+    assert not result.kept_keys  # no key can name them
+
+
+def test_printable_escapes_bytes_and_control_characters() -> None:
+    assert printable("plain/caf\u00e9.txt") == "plain/caf\u00e9.txt"
+    assert printable(os.fsdecode(b"bad\xff.txt")) == "bad\\xff.txt"
+    assert printable("two\nlines\t.txt") == "two\\nlines\\t.txt"
+
+
+def test_unreadable_file_and_folder_are_reported_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tree(tmp_path / "s", {"ok.txt": "x", "secret.txt": "s", "private/a.txt": "a", "b.txt": "b"})
+    # Root can read anything: pretend the way an unprivileged user would see it.
+    real_access, real_scandir = os.access, os.scandir
+
+    def access(path, mode, *args, **kwargs):
+        return not str(path).endswith("secret.txt") and real_access(path, mode, *args, **kwargs)
+
+    def scandir(path="."):
+        if str(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = scan(str(src), "t/")
+    assert [f.key for f in result.files] == ["t/b.txt", "t/ok.txt"]
+    assert len(result.problems) == 2
+    assert any(str(src / "secret.txt") in p and "cannot read the file: Permission denied" in p for p in result.problems)
+    assert any(str(src / "private") in p and "Permission denied" in p for p in result.problems)
+    assert result.kept_keys == {"t/secret.txt"}
+    assert result.kept_prefixes == ["t/private/"]
+
+
+def test_unreadable_source_folder_keeps_the_whole_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tree(tmp_path / "s", {"a.txt": "x"})
+
+    def scandir(path="."):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = scan(str(src), "t/")
+    assert result.files == [] and len(result.problems) == 1
+    assert result.kept_prefixes == ["t/"]
+
+
+def test_file_vanished_between_listing_and_stat_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tree(tmp_path / "s", {"a.txt": "x", "gone.txt": "y"})
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(path).endswith("gone.txt"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    result = scan(str(src), "")
+    assert [f.key for f in result.files] == ["a.txt"]
+    assert result.problems == [f"{src / 'gone.txt'}: No such file or directory"]
+    assert result.kept_keys == {"gone.txt"}
+
+
+# ---------------------------------------------------------------- keys never leave the target
+
+
+@pytest.mark.parametrize("target", ["", "site/", "a/b/"])
+def test_every_key_starts_with_the_target(tmp_path: Path, target: str) -> None:
+    # Names that look like path tricks are plain names on disk; links of every
+    # kind are followed or skipped; no key can leave the target prefix.
+    names = ["..a", "a..", "...", ".hidden", "back\\slash", "sp ace", "%2e%2e", "q?x", "dot.", "-"]
+    src = tree(tmp_path / "s", {f"{n}/{n}.txt": n for n in names})
+    (src / "up").symlink_to("..", target_is_directory=True)
+    (src / "root-link").symlink_to("/", target_is_directory=True)
+    (src / "self").symlink_to(".", target_is_directory=True)
+    result = scan(str(src), target)
+    assert len(result.files) == len(names)
+    for local in result.files:
+        assert local.key.startswith(target)
+        rest = local.key[len(target):]
+        assert not rest.startswith("/")
+        assert all(part not in ("", ".", "..") for part in rest.split("/"))
+    allowed = scan(str(src / "..a"), target, allow_external_symlinks=True)
+    assert all(f.key.startswith(target) for f in allowed.files)
+
+
+@pytest.mark.parametrize("rel", ["", "/a", "a//b", "../a", "a/../b", "./a", "a/.", "a/"])
+def test_key_for_refuses_paths_that_are_not_inside(rel: str) -> None:
+    with pytest.raises(ValueError):
+        key_for("site/", rel)
 
 
 # ---------------------------------------------------------------- split_glob and glob_regex
