@@ -7,11 +7,11 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from .errors import ConfigError, SyncError
+from .errors import ConfigError, GuardError, SyncError
 
 log = logging.getLogger("drone_s3_sync")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class RedactSecrets(logging.Filter):
@@ -43,6 +43,11 @@ def setup_logging(debug: bool, secrets: Sequence[str]) -> None:
     log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+def _warn(warnings: Sequence[str]) -> None:
+    for text in warnings:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     code = run(sys.argv[1:] if argv is None else argv, os.environ)
     if argv is None:
@@ -53,15 +58,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(argv: Sequence[str], environ) -> int:
     from . import config
 
+    # A misspelt variable is reported even when the settings are refused: it may
+    # be the reason they are (PLUGIN_BUCKT and "bucket is required").
+    warnings = config.unknown_plugin_variables(environ)
     try:
         settings = config.from_sources(argv, environ)
     except ConfigError as exc:
+        _warn(warnings)
         print(f"drone-s3-sync: invalid setting {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # argparse: --help, --version, or a usage error (already printed)
         return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
     setup_logging(settings.debug, config.secrets_of(settings, environ))
     log.debug("settings: %r", settings)
+    _warn(warnings + config.setting_warnings(settings))
 
     from .pipeline import sync
 
@@ -70,6 +80,9 @@ def run(argv: Sequence[str], environ) -> int:
     except ConfigError as exc:
         print(f"drone-s3-sync: invalid setting {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except GuardError as exc:
+        print(f"drone-s3-sync: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except SyncError as exc:
         print(f"drone-s3-sync: error: {exc}", file=sys.stderr)
         return exc.exit_code
