@@ -139,7 +139,7 @@ class Run:
             scanned.files = [f for f in scanned.files if f.key != reserved]
         for problem in scanned.problems:
             self.reporter.warn(problem)
-        if not scanned.files:
+        if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused below
             self.reporter.warn(f"the source {settings.source!r} has no files (an empty folder, or a glob that "
                                "matches nothing)")
         log.debug("%d local files, %d remote objects under %r, %d state entries",

@@ -73,6 +73,7 @@ def test_empty_folder_with_delete_is_refused_and_the_site_is_intact(s3_server, s
     assert_read_only(s3_server, bucket)
     assert all_keys(s3, s3_server, bucket, with_state=True) == before
     assert actions(proc.stdout) == []  # no action was reported as done
+    assert "warning" not in proc.stderr  # the refusal says it all
 
 
 def test_glob_matching_nothing_with_delete_is_refused(s3_server, s3, bucket, make_tree, run_sync):
