@@ -8,12 +8,12 @@ import sys
 import traceback
 from typing import Callable, List, Optional, Sequence
 
-from .errors import ConfigError, SyncError
+from .errors import ConfigError, GuardError, SyncError
 from .redact import Redactor, one_line
 
 log = logging.getLogger("drone_s3_sync")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class RedactingFormatter(logging.Formatter):
@@ -65,13 +65,22 @@ def run(argv: Sequence[str], environ) -> int:
         return EXIT_FAILED
 
 
+def _warn(warnings: Sequence[str]) -> None:
+    for text in warnings:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
 def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
     from . import config
     from .report import Reporter
 
+    # A misspelt variable is reported even when the settings are refused: it may
+    # be the reason they are (PLUGIN_BUCKT and "bucket is required").
+    warnings = config.unknown_plugin_variables(environ)
     try:
         settings = config.from_sources(argv, environ)
     except ConfigError as exc:
+        _warn(warnings)
         print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # argparse: --help, --version, or a usage error (already printed)
@@ -79,6 +88,7 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
     redact.add(config.secrets_of(settings, environ))
     setup_logging(settings.debug, redact)
     log.debug("settings: %r", settings)
+    _warn(warnings + config.setting_warnings(settings))
 
     from .pipeline import sync
 
@@ -88,6 +98,9 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
     except ConfigError as exc:
         print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG
+    except GuardError as exc:
+        print(redact(f"drone-s3-sync: refused: {exc}"), file=sys.stderr)
+        return EXIT_REFUSED
     except SyncError as exc:
         print(redact(f"drone-s3-sync: error: {exc}"), file=sys.stderr)
         return exc.exit_code

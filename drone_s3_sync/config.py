@@ -14,7 +14,9 @@ import difflib
 import json
 import os
 import re
+from functools import partial
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
@@ -45,7 +47,7 @@ _FALSE = {"0", "f", "false", "n", "no", "off", ""}
 
 def _text(name: str, raw: Any) -> str:
     if isinstance(raw, (dict, list)):
-        raise ConfigError(name, f"expected a single value, got {type(raw).__name__}")
+        raise ConfigError(name, f"expected a single value, got {'a map' if isinstance(raw, dict) else 'a list'}")
     return str(raw).strip()
 
 
@@ -62,11 +64,11 @@ def parse_bool(name: str, raw: Any) -> bool:
 
 def parse_int(name: str, raw: Any, *, minimum: int = 1, maximum: int = 1000) -> int:
     if isinstance(raw, bool):
-        raise ConfigError(name, "expected a whole number")
+        raise ConfigError(name, f"expected a whole number from {minimum} to {maximum}")
     try:
         value = raw if isinstance(raw, int) else int(_text(name, raw), 0)
     except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a whole number") from None
+        raise ConfigError(name, f"{raw!r} is not a whole number; use {minimum} to {maximum}") from None
     if not minimum <= value <= maximum:
         raise ConfigError(name, f"{value} is out of range; use {minimum} to {maximum}")
     return value
@@ -103,33 +105,52 @@ MIN_PART, MAX_PART = 5 * MiB, 5 * GiB  # S3's limits for a part (and for a singl
 
 def _header_value(name: str, value: Any, where: str = "") -> str:
     if isinstance(value, (dict, list)) or value is None:
-        raise ConfigError(name, f"{where}expected a text value, got {type(value).__name__}")
+        got = "nothing" if value is None else ("a map" if isinstance(value, dict) else "a list")
+        raise ConfigError(name, f"{where}expected a text value, got {got}")
     text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
     if not text:
-        raise ConfigError(name, f"{where}empty value")
+        raise ConfigError(name, f"{where}empty value; give a value or leave the rule out")
     if any(ord(c) < 32 or ord(c) > 126 for c in text):
         raise ConfigError(name, f"{where}{text!r}: header values must be printable ASCII")
     return text
 
 
-def _json_or_value(name: str, raw: Any) -> Any:
+RULES_FORMS = 'use one value for every file, or a map of pattern to value like {".html": "...", "assets/*": "..."}'
+METADATA_FORMS = 'use a map like {"key": "value"} or {"*.png": {"key": "value"}}'
+REDIRECTS_FORMS = 'use a map of key to location, like {"old/page.html": "/new/page.html"}'
+
+
+def _unique_pairs(name: str) -> Callable[[List[Tuple[str, Any]]], Dict[str, Any]]:
+    """json.loads keeps the last of two equal keys; a map that says two things is refused."""
+    def hook(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+        result: Dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ConfigError(name, f"{key!r} appears twice in the map; give each key once")
+            result[key] = value
+        return result
+
+    return hook
+
+
+def _json_or_value(name: str, raw: Any, forms: str) -> Any:
     """Drone sends YAML maps as JSON text; a YAML file gives real maps."""
     if isinstance(raw, str):
         text = raw.strip()
         if text.startswith("{") or text.startswith("["):
             try:
-                return json.loads(text)
+                return json.loads(text, object_pairs_hook=_unique_pairs(name))
             except json.JSONDecodeError as exc:
-                raise ConfigError(name, f"invalid JSON ({exc.msg} at character {exc.pos})") from None
+                raise ConfigError(name, f"invalid JSON ({exc.msg} at character {exc.pos}); {forms}") from None
         return text
     return raw
 
 
 def parse_rules(name: str, raw: Any, check: Optional[Callable[[str, str], str]] = None) -> Rules:
     """A plain value for every file, or an ordered map of pattern -> value."""
-    value = _json_or_value(name, raw)
+    value = _json_or_value(name, raw, RULES_FORMS)
     if isinstance(value, list):
-        raise ConfigError(name, "expected a value or a map of pattern to value, got a list")
+        raise ConfigError(name, f"expected a value or a map of pattern to value, got a list; {RULES_FORMS}")
     if not isinstance(value, dict):
         items = [("*", value)]
     else:
@@ -159,55 +180,78 @@ _META_NAME = re.compile(r"^[A-Za-z0-9!#$&'*+.^_`|~-]+$")
 
 
 def _metadata_map(name: str, value: Mapping, where: str) -> Tuple[Tuple[str, str], ...]:
-    pairs = []
+    pairs: Dict[str, str] = {}
     for key, item in value.items():
         key = str(key).strip()
         if not _META_NAME.match(key):
-            raise ConfigError(name, f"{where}{key!r} is not a valid metadata name")
-        pairs.append((key.lower(), _header_value(name, item, f"{where}{key}: ")))
-    return tuple(sorted(pairs))
+            raise ConfigError(name, f"{where}{key!r} is not a valid metadata name; use letters, digits and "
+                                    "- _ . (no spaces)")
+        if key.lower() in pairs:
+            raise ConfigError(name, f"{where}{key!r} is given twice (metadata names ignore case); give it once")
+        pairs[key.lower()] = _header_value(name, item, f"{where}{key}: ")
+    return tuple(sorted(pairs.items()))
 
 
 def parse_metadata(name: str, raw: Any) -> MetadataRules:
     """A flat map for every file, or an ordered map of glob -> map."""
-    value = _json_or_value(name, raw)
+    value = _json_or_value(name, raw, METADATA_FORMS)
     if not isinstance(value, dict):
-        raise ConfigError(name, 'expected a map like {"key": "value"} or {"*.png": {"key": "value"}}')
+        raise ConfigError(name, f"expected a map, got {_kind(value)}; {METADATA_FORMS}")
     nested = [isinstance(v, dict) for v in value.values()]
     if value and all(nested):
         return tuple((str(p), _metadata_map(name, m, f"rule {p!r}: ")) for p, m in value.items())
     if any(nested):
-        raise ConfigError(name, "mixes plain values and per-pattern maps; use one form")
+        raise ConfigError(name, 'mixes plain values and per-pattern maps; use one form: {"key": "value"} for '
+                                'every file, or {"*.png": {"key": "value"}}')
     return (("*", _metadata_map(name, value, "")),) if value else ()
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    return f"the value {value!r}"
+
+
 def parse_redirects(name: str, raw: Any) -> Tuple[Tuple[str, str], ...]:
-    value = _json_or_value(name, raw)
+    from .state import STATE_NAME
+
+    value = _json_or_value(name, raw, REDIRECTS_FORMS)
     if not isinstance(value, dict):
-        raise ConfigError(name, 'expected a map of key to location, like {"old/page.html": "/new/page.html"}')
-    result = []
+        raise ConfigError(name, f"expected a map, got {_kind(value)}; {REDIRECTS_FORMS}")
+    result: Dict[str, str] = {}
     for key, location in value.items():
         key_text = str(key).strip().lstrip("/")
         if not key_text or key_text.endswith("/"):
-            raise ConfigError(name, f"{key!r} is not an object key")
-        check_relative(name, key_text)
-        result.append((key_text, _header_value(name, location, f"{key}: ")))
-    return tuple(result)
+            raise ConfigError(name, f"{key!r} is not an object key; give a file's key relative to the target, "
+                                    "like 'old/page.html'")
+        check_relative(name, key_text, "give a key relative to the target, like 'old/page.html'")
+        if key_text == STATE_NAME:
+            raise ConfigError(name, f"{key!r} is the name of the state object this tool keeps under the target; "
+                                    "choose another key")
+        if key_text in result:
+            raise ConfigError(name, f"{key!r} names the key {key_text!r} twice; give each key once")
+        result[key_text] = _header_value(name, location, f"{key}: ")
+    return tuple(result.items())
 
 
-def check_relative(name: str, path: str) -> None:
+def check_relative(name: str, path: str, forms: str) -> None:
     if any(part in (".", "..") for part in path.split("/")):
-        raise ConfigError(name, f"{path!r} must not contain '.' or '..' segments")
+        raise ConfigError(name, f"{path!r} must not contain '.' or '..' segments; {forms}")
 
 
 def parse_target(name: str, raw: Any) -> str:
     """Normalise to a key prefix: "" for the bucket root, else "a/b/"."""
     text = _text(name, raw)
     parts = [p for p in text.split("/") if p]
-    check_relative(name, "/".join(parts))
+    check_relative(name, "/".join(parts), "use a key prefix such as 'site' or 'docs/v2', or '/' for the bucket root")
     if "\\" in text:
         raise ConfigError(name, "use '/' to separate folders")
     return "/".join(parts) + "/" if parts else ""
+
+
+ENDPOINT_FORMS = "use a URL such as https://s3.example.com or http://127.0.0.1:9000 (a bare host name gets https://)"
 
 
 def parse_endpoint(name: str, raw: Any) -> str:
@@ -217,12 +261,12 @@ def parse_endpoint(name: str, raw: Any) -> str:
     if "://" not in text:
         text = "https://" + text
     parsed = urlparse(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in text:
-        raise ConfigError(name, f"{raw!r} is not an http(s) URL or host name")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or any(c.isspace() for c in text):
+        raise ConfigError(name, f"{raw!r} is not an http(s) URL or host name; {ENDPOINT_FORMS}")
     try:
         parsed.port
     except ValueError:
-        raise ConfigError(name, f"{raw!r} has an invalid port") from None
+        raise ConfigError(name, f"{raw!r} has an invalid port (use 1 to 65535); {ENDPOINT_FORMS}") from None
     return text.rstrip("/")
 
 
@@ -243,7 +287,9 @@ def parse_bucket(name: str, raw: Any) -> Tuple[str, Optional[str]]:
     if match:
         text, region = match.group("bucket"), match.group("region")
     if not _BUCKET.match(text):
-        raise ConfigError(name, f"{raw!r} is not a bucket name")
+        raise ConfigError(name, f"{raw!r} is not a bucket name; use the bucket's name (3 to 63 letters, digits, "
+                                "'.' and '-'), s3://name, or a host name like "
+                                "my-bucket.s3-website-us-east-1.amazonaws.com")
     return text, region
 
 
@@ -259,12 +305,66 @@ def parse_distributions(name: str, raw: Any) -> Tuple[str, ...]:
     ids = tuple(str(i).strip() for i in items if str(i).strip())
     for dist in ids:
         if not re.match(r"^[A-Za-z0-9]+$", dist):
-            raise ConfigError(name, f"{dist!r} is not a distribution id")
+            raise ConfigError(name, f"{dist!r} is not a distribution id; use ids like E2QWRUHAPOMQZL, "
+                                    "several separated by commas")
     return ids
 
 
 def parse_text(name: str, raw: Any) -> str:
     return _text(name, raw)
+
+
+def parse_credential(name: str, raw: Any, *, secret: bool) -> str:
+    """A key as pasted into a secret store. The message never shows the value."""
+    text = _text(name, raw)
+    if secret:
+        bad = any(ord(c) < 32 or ord(c) == 127 for c in text)
+        what = "a line break or another control character"
+    else:
+        bad = any(ord(c) <= 32 or ord(c) >= 127 for c in text)
+        what = "a space, a line break or a character that is not ASCII"
+    if bad:
+        raise ConfigError(name, f"contains {what}, which a key cannot have; give the key alone, without quotes or "
+                                "other lines (the value is not shown)")
+    return text
+
+
+@dataclass(frozen=True)
+class DeleteLimit:
+    """`max_delete`: a number of objects, or a percentage of the objects under the target."""
+
+    value: Decimal
+    percent: bool = False
+
+    def allowed(self, total: int) -> int:
+        """How many deletes a run may make when `total` objects are under the target."""
+        if not self.percent:
+            return int(self.value)
+        return int(self.value * total // 100)
+
+    def __str__(self) -> str:
+        return f"{self.value}%" if self.percent else str(self.value)
+
+
+MAX_DELETE_FORMS = "use a whole number of objects such as 100, or a percentage of the objects under the target such as 10%"
+
+
+def parse_max_delete(name: str, raw: Any) -> DeleteLimit:
+    if isinstance(raw, bool) or isinstance(raw, float):
+        raise ConfigError(name, f"{raw!r} is not a limit; {MAX_DELETE_FORMS}")
+    if isinstance(raw, int) and raw >= 0:
+        return DeleteLimit(Decimal(raw))
+    text = _text(name, raw)
+    if text.endswith("%"):
+        number = text[:-1].strip()
+        if not re.match(r"^\d+(\.\d+)?\Z", number):
+            raise ConfigError(name, f"{raw!r} is not a percentage; {MAX_DELETE_FORMS}")
+        if Decimal(number) > 100:
+            raise ConfigError(name, f"{raw!r} is more than 100%; {MAX_DELETE_FORMS}")
+        return DeleteLimit(Decimal(number), percent=True)
+    if not re.match(r"^\d+\Z", text):
+        raise ConfigError(name, f"{raw!r} is not a whole number of 0 or more; {MAX_DELETE_FORMS}")
+    return DeleteLimit(Decimal(int(text)))
 
 
 # ---------------------------------------------------------------- the table
@@ -288,6 +388,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("allow_external_symlinks", ("PLUGIN_ALLOW_EXTERNAL_SYMLINKS",), parse_bool, "Follow symbolic links that point outside the source. Default: such links are skipped with a warning (neither uploaded nor deleted).", flag=True),
     Option("target", ("PLUGIN_TARGET",), parse_target, "Key prefix in the bucket; '/' is the bucket root. Default: '/'.", "PREFIX"),
     Option("delete", ("PLUGIN_DELETE",), parse_bool, "Delete objects under the target that are not in the source (after all uploads succeeded).", flag=True),
+    Option("allow_empty_source", ("PLUGIN_ALLOW_EMPTY_SOURCE",), parse_bool, "With delete: let a source that has no files (an empty folder, a glob matching nothing) delete everything under the target. Without it such a run is refused before any write (exit 3).", flag=True),
+    Option("max_delete", ("PLUGIN_MAX_DELETE",), parse_max_delete, "With delete: refuse the run before any write (exit 3) when it would delete more than N objects, or more than N% of the objects under the target. Default: no limit.", "N|N%"),
     Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
     Option("content_type", ("PLUGIN_CONTENT_TYPE",), parse_rules, "Content-Type for all files, or a map of '.ext'/glob to type. Default: built-in table.", "TYPE|MAP"),
     Option("content_encoding", ("PLUGIN_CONTENT_ENCODING",), parse_rules, "Content-Encoding for all files, or a map of '.ext'/glob to encoding. Default: none.", "ENC|MAP"),
@@ -304,8 +406,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("multipart_threshold", ("PLUGIN_MULTIPART_THRESHOLD",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Files from this size up are uploaded in parts, the rest with one PutObject. Default: 8MiB.", "SIZE"),
     Option("part_size", ("PLUGIN_PART_SIZE",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Part size of multipart uploads (raised automatically past 10,000 parts). Default: 8MiB.", "SIZE"),
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
-    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), parse_text, "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
-    Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), parse_text, "Secret access key; used only with access_key.", "SECRET", secret=True),
+    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
+    Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), partial(parse_credential, secret=True), "Secret access key; used only with access_key.", "SECRET", secret=True),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 
@@ -320,6 +422,8 @@ class Settings:
     allow_external_symlinks: bool = False
     target: str = ""
     delete: bool = False
+    allow_empty_source: bool = False
+    max_delete: Optional[DeleteLimit] = None  # None: no limit
     acl: Rules = ()
     content_type: Rules = ()
     content_encoding: Rules = ()
@@ -340,6 +444,8 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     base_dir: str = ""  # folder a relative source is resolved against; "" = cwd
     debug: bool = False
+    # Where each given setting came from ("PLUGIN_SOURCE", "--source", ...), for messages.
+    labels: Tuple[Tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def create(cls, **values: Any) -> "Settings":
@@ -353,13 +459,18 @@ class Settings:
     def with_changes(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 
+    def label(self, name: str) -> str:
+        """How the user spelled a setting: its variable, flag or config-file key."""
+        return dict(self.labels).get(name, name)
+
 
 def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = False,
                    origin: Optional[Mapping[str, str]] = None) -> Settings:
     """Validate raw values keyed by setting name. `origin` maps a name to where it came from."""
     origin = origin or {}
     by_name = {o.name: o for o in OPTIONS}
-    values: Dict[str, Any] = {"base_dir": base_dir, "debug": debug}
+    values: Dict[str, Any] = {"base_dir": base_dir, "debug": debug,
+                              "labels": tuple((name, origin[name]) for name in raw if name in origin)}
     region_from_bucket = None
     for name, raw_value in raw.items():
         if name not in by_name:
@@ -383,9 +494,45 @@ def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = 
     return Settings(**values)
 
 
+_VARIABLE_HINTS = {"PLUGIN_DEBUG": "set DEBUG=1 for detailed logs"}
+
+
+def unknown_plugin_variables(environ: Mapping[str, str]) -> List[str]:
+    """A warning for each PLUGIN_* variable that is no setting's (a typo in a
+    step's `settings:` would otherwise be ignored without a word)."""
+    known = {var: option for option in OPTIONS for var in option.env}
+    candidates = {var[len("PLUGIN_"):].lower(): var for var in known if var.startswith("PLUGIN_")}
+    warnings = []
+    for var in sorted(environ):
+        if not var.startswith("PLUGIN_") or var in known:
+            continue
+        text = f"{var} is not a setting of drone-s3-sync"
+        hint = _VARIABLE_HINTS.get(var)
+        close = difflib.get_close_matches(var[len("PLUGIN_"):].lower(), candidates, n=1, cutoff=0.7)
+        if hint:
+            text += f"; {hint}"
+        elif close:
+            match = candidates[close[0]]
+            text += f"; did you mean {known[match].name} ({match})?"
+        warnings.append(text)
+    return warnings
+
+
+def setting_warnings(settings: Settings) -> List[str]:
+    """Settings that are valid but do nothing in this combination."""
+    warnings = []
+    if not settings.delete:
+        if settings.max_delete is not None:
+            warnings.append(f"{settings.label('max_delete')} has no effect without delete (this run deletes nothing)")
+        if settings.allow_empty_source:
+            warnings.append(f"{settings.label('allow_empty_source')} has no effect without delete "
+                            "(this run deletes nothing)")
+    return warnings
+
+
 def unknown_setting_message(name: str) -> str:
     hint = difflib.get_close_matches(name.lower().replace("-", "_"), OPTION_NAMES, n=1, cutoff=0.6)
-    return "unknown setting" + (f"; did you mean {hint[0]!r}?" if hint else "")
+    return "unknown setting" + (f"; did you mean {hint[0]!r}?" if hint else "; drone-s3-sync --help lists them")
 
 
 # ---------------------------------------------------------------- sources
@@ -442,7 +589,7 @@ def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
     for option in OPTIONS:
         flag = "--" + option.name.replace("_", "-")
         env = ", ".join(option.env)
-        text = f"{option.help} [env: {env}]"
+        text = f"{option.help} [env: {env}]".replace("%", "%%")  # argparse %-formats help
         if option.flag:
             parser.add_argument(flag, dest=option.name, action="store_const", const="true", default=None, help=text)
             parser.add_argument("--no-" + option.name.replace("_", "-"), dest=option.name, action="store_const",
@@ -475,10 +622,11 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     env_values, env_origin = from_environment(environ)
     if env_origin.get("access_key") == "AWS_ACCESS_KEY_ID" and env_origin.get("secret_key") == "AWS_SECRET_ACCESS_KEY":
         # boto3's credential chain reads these same variables, and AWS_SESSION_TOKEN
-        # with them; static keys would drop the token.
+        # with them; static keys would drop the token. They are still checked:
+        # a line break in a key would otherwise fail inside the HTTP client.
+        by_name = {o.name: o for o in OPTIONS}
         for name in ("access_key", "secret_key"):
-            env_values.pop(name)
-            env_origin.pop(name)
+            by_name[name].parse(env_origin.pop(name), env_values.pop(name))
     raw.update(env_values)
     origin.update(env_origin)
     for option in OPTIONS:
@@ -529,6 +677,7 @@ examples:
   PLUGIN_BUCKET=my-site PLUGIN_SOURCE=public drone-s3-sync
   drone-s3-sync --config deploy.yml --dry-run
 
-exit status: 0 success, 1 some operation failed, 2 invalid settings.
+exit status: 0 success, 1 some operation failed, 2 invalid settings,
+  3 refused by a safety guard (allow_empty_source, max_delete): nothing written.
 Set DEBUG=1 for detailed logs (secrets are never printed).
 """

@@ -19,6 +19,13 @@ class ConfigError(SyncError):
         super().__init__(f"{setting}: {message}")
 
 
+class GuardError(SyncError):
+    """A safety guard refused the run (the plan looks like a broken build).
+    Raised after planning and before the first write: nothing was written."""
+
+    exit_code = 3
+
+
 class RemoteError(SyncError):
     """S3 or CloudFront refused a request that the whole run depends on."""
 

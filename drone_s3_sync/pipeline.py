@@ -16,17 +16,17 @@ from typing import Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Opt
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
-from . import diff
+from . import diff, guards
 from .config import Settings, secrets_of
 from .digest import PART_SIZE, Digest, file_digest
-from .errors import ConfigError, RemoteError, SyncError
+from .errors import ConfigError, GuardError, RemoteError, SyncError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
 from .redact import Redactor
 from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules
-from .scan import check_source, printable, scan
+from .scan import check_source, files_named, printable, scan
 from .state import Entry, decode as decode_state, encode as encode_state, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
@@ -136,16 +136,18 @@ class Run:
     def execute(self) -> Summary:
         started = time.monotonic()
         settings = self.settings
-        check_source(settings.source_path())
+        check_source(settings.source_path(), settings.label("source"))
+        # A redirect onto a local file is bad input: refused before any request.
+        # The check after the scan below still catches what this one cannot see
+        # (names that differ only in Unicode normalisation).
+        self._refuse_clashes(files_named(settings.source_path(), [rel for rel, _ in settings.redirects]))
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
             listing = lister.submit(self._list_with_state)
             try:
                 scanned = scan(settings.source_path(), settings.target,
                                allow_external_symlinks=settings.allow_external_symlinks)
-                clash = diff.clashes(scanned.files, settings)
-                if clash:
-                    raise ConfigError("redirects", f"{clash[0]} is also a file in the source; remove one of them")
+                self._refuse_clashes(diff.clashes(scanned.files, settings))
             except BaseException:
                 listing.cancel()
                 raise
@@ -159,6 +161,9 @@ class Run:
             scanned.files = [f for f in scanned.files if f.key != reserved]
         for text in scanned.warnings + scanned.problems:
             self.reporter.warn(text)
+        if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused below
+            self.reporter.warn(f"the source {settings.source!r} has no files (an empty folder, or a glob that "
+                               "matches nothing)")
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
@@ -178,6 +183,7 @@ class Run:
             plan.actions = [a if a.key not in unsettled else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
                             for a in plan.actions]
             summary.errors.extend(unsettled[key] for key in sorted(unsettled))
+        refusal = guards.refusal(plan, settings, local_files=len(scanned.files), remote_objects=len(remotes))
 
         if settings.dry_run:
             deletes = plan.of(Kind.DELETE)
@@ -186,8 +192,12 @@ class Run:
                 summary.delete_blocked_reason = (f"{len(deletes)} delete(s) would not be done because of "
                                                  f"{len(summary.errors)} problem(s)")
             self.reporter.plan(plan)
+            if refusal:
+                raise GuardError(refusal)
             summary.invalidation_paths = self._paths(plan.actions) if settings.cloudfront_distribution else []
         else:
+            if refusal:
+                raise GuardError(refusal)
             self.reporter.skipped(plan.of(Kind.SKIP))
             stored = self._retire_stale_entries(plan, state_exists, stored)
             summary.outcomes.extend(self._transfer(plan))
@@ -197,6 +207,11 @@ class Run:
         summary.seconds = time.monotonic() - started
         self.reporter.summary(summary)
         return summary
+
+    def _refuse_clashes(self, keys: Sequence[str]) -> None:
+        if keys:
+            raise ConfigError(self.settings.label("redirects"),
+                              f"{keys[0]!r} is also a file in the source; remove the file or the redirect")
 
     # ---------------------------------------------------------------- stages
     def _inspect(self, files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
@@ -399,7 +414,8 @@ class _ProgressSubscriber(BaseSubscriber):
 
 
 def sync(settings: Settings, **kwargs) -> Summary:
-    """Run one sync; the Python API. Raises ConfigError / RemoteError for fatal problems."""
+    """Run one sync; the Python API. Raises ConfigError (bad input), GuardError (refused by a
+    safety guard, nothing written) or RemoteError for fatal problems."""
     run = Run(settings, **kwargs)
     try:
         return run.execute()

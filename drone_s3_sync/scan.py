@@ -20,7 +20,7 @@ import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Set, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from .errors import ConfigError
 from .model import LocalFile
@@ -110,11 +110,27 @@ def key_for(target: str, rel: str) -> str:
     return target + rel
 
 
-def check_source(source_path: str) -> None:
+SOURCE_FORMS = "use a folder, a single file, or a glob such as 'dist/**/*.html'"
+
+
+def check_source(source_path: str, setting: str = "source") -> None:
     """Refuse a missing source up front, before any request is sent."""
-    base, _ = split_glob(source_path)
+    base, pattern = split_glob(source_path)
     if not os.path.exists(base):
-        raise ConfigError("source", f"{base} does not exist")
+        raise ConfigError(setting, f"{base} does not exist; {SOURCE_FORMS}")
+    if not os.path.isdir(base) and (pattern is not None or not os.path.isfile(base)):
+        raise ConfigError(setting, f"{base} is not a folder or a file; {SOURCE_FORMS}")
+
+
+def files_named(source_path: str, rels: Sequence[str]) -> List[str]:
+    """Which of these paths (relative to the source) name a file the source
+    would publish: a cheap check that needs no walk of the tree."""
+    base, pattern = split_glob(source_path)
+    if pattern is None and os.path.isfile(base):
+        return [rel for rel in rels if rel == os.path.basename(base)]
+    regex = glob_regex(pattern) if pattern is not None else None
+    return [rel for rel in rels
+            if (regex is None or regex.match(rel)) and os.path.isfile(os.path.join(base, *rel.split("/")))]
 
 
 class _Note(NamedTuple):
@@ -142,7 +158,7 @@ def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False
         root = os.path.dirname(base)
         found = [(os.path.basename(base), base)]
     elif not os.path.isdir(base):
-        raise ConfigError("source", f"{base} is not a folder or a file")
+        raise ConfigError("source", f"{base} is not a folder or a file; {SOURCE_FORMS}")
     else:
         root = base
         found, notes = _walk(base, allow_external_symlinks)

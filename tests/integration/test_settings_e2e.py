@@ -657,7 +657,7 @@ def test_source_missing_refused_before_any_request(run_sync, s3_server, bucket, 
     ws = make_tree({"dist/a.txt": "a"})
     s3_server.reset()
     proc = run_sync({"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": "no-such-folder"}, cwd=ws)
-    assert_refused(proc, s3_server, "source")
+    assert_refused(proc, s3_server, "PLUGIN_SOURCE", "does not exist")
 
 
 # ---------------------------------------------------------------- target

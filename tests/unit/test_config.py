@@ -639,5 +639,207 @@ def test_cli_version(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_option_table_covers_every_settings_field() -> None:
-    fields = set(Settings.__dataclass_fields__) - {"base_dir", "debug"}
+    fields = set(Settings.__dataclass_fields__) - {"base_dir", "debug", "labels"}
     assert fields == set(config.OPTION_NAMES)
+
+
+# ---------------------------------------------------------------- delete guards: allow_empty_source, max_delete
+
+
+def test_guard_defaults() -> None:
+    s = env_settings()
+    assert s.allow_empty_source is False
+    assert s.max_delete is None  # no limit
+
+
+@pytest.mark.parametrize(
+    "raw, value, percent, text",
+    [
+        ("0", 0, False, "0"),
+        ("25", 25, False, "25"),
+        (" 25 ", 25, False, "25"),
+        ("10%", 10, True, "10%"),
+        ("0%", 0, True, "0%"),
+        ("100%", 100, True, "100%"),
+        ("12.5%", 12.5, True, "12.5%"),
+        ("10 %", 10, True, "10%"),
+    ],
+)
+def test_max_delete_forms(raw: str, value: float, percent: bool, text: str) -> None:
+    limit = env_settings({"PLUGIN_MAX_DELETE": raw}).max_delete
+    assert limit is not None
+    assert (float(limit.value), limit.percent, str(limit)) == (value, percent, text)
+
+
+@pytest.mark.parametrize(
+    "limit, total, allowed",
+    [("10", 0, 10), ("10", 5, 10), ("10%", 100, 10), ("10%", 99, 9), ("10%", 9, 0), ("12.5%", 8, 1),
+     ("100%", 7, 7), ("0%", 7, 0)],
+)
+def test_max_delete_allowed_count(limit: str, total: int, allowed: int) -> None:
+    assert build_settings({"bucket": "b-1", "max_delete": limit}).max_delete.allowed(total) == allowed
+
+
+@pytest.mark.parametrize("raw", ["150%", "100.5%", "-1", "-5%", "ten", "1.5", "%", "", "10%%", "1e3", "0x10", "5 objects"])
+def test_max_delete_invalid(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_settings({"bucket": "b-1", "max_delete": raw}, origin={"max_delete": "PLUGIN_MAX_DELETE"})
+    assert info.value.setting == "PLUGIN_MAX_DELETE"
+    assert "whole number of objects such as 100" in str(info.value) and "such as 10%" in str(info.value)
+
+
+@pytest.mark.parametrize("raw, ok", [(10, True), (0, True), ("10%", True), (-1, False), (True, False), (2.5, False)])
+def test_max_delete_python_and_yaml_values(raw: Any, ok: bool) -> None:
+    if ok:
+        assert Settings.create(bucket="b-1", max_delete=raw).max_delete is not None
+    else:
+        with pytest.raises(ConfigError, match="max_delete"):
+            Settings.create(bucket="b-1", max_delete=raw)
+
+
+def test_guard_settings_from_config_file_and_flags(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "deploy.yml", "bucket: b-1\ndelete: true\nallow-empty-source: yes\nmax_delete: 5%\n")
+    s = from_sources(["--config", str(cfg)], {})
+    assert s.allow_empty_source is True and str(s.max_delete) == "5%"
+    s = from_sources(["--config", str(cfg), "--max-delete", "7", "--no-allow-empty-source"], {})
+    assert s.allow_empty_source is False and str(s.max_delete) == "7"
+
+
+def test_help_shows_the_guard_settings(capsys: pytest.CaptureFixture) -> None:
+    assert cli.run(["--help"], {}) == 0
+    out = capsys.readouterr().out
+    for word in ("--allow-empty-source", "PLUGIN_ALLOW_EMPTY_SOURCE", "--max-delete", "PLUGIN_MAX_DELETE", "N%",
+                 "3 refused by a safety guard"):
+        assert word in out
+
+
+def test_guard_options_follow_delete_in_the_table() -> None:
+    names = list(config.OPTION_NAMES)
+    assert names[names.index("delete") + 1:names.index("delete") + 3] == ["allow_empty_source", "max_delete"]
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"PLUGIN_MAX_DELETE": "5"}, ["PLUGIN_MAX_DELETE has no effect without delete"]),
+        ({"PLUGIN_ALLOW_EMPTY_SOURCE": "true"}, ["PLUGIN_ALLOW_EMPTY_SOURCE has no effect without delete"]),
+        ({"PLUGIN_ALLOW_EMPTY_SOURCE": "false"}, []),
+        ({"PLUGIN_MAX_DELETE": "5", "PLUGIN_DELETE": "true"}, []),
+        # verify without state is no conflict: there is no state to ignore.
+        ({"PLUGIN_VERIFY": "true", "PLUGIN_STATE": "false"}, []),
+    ],
+)
+def test_setting_warnings(environ: Dict[str, str], expected: list) -> None:
+    warnings = config.setting_warnings(env_settings(environ))
+    assert len(warnings) == len(expected), warnings
+    for warning, start in zip(warnings, expected):
+        assert warning.startswith(start)
+
+
+def test_labels_name_the_variable_flag_or_file_key(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "deploy.yml", "bucket: b-1\ntarget: site\n")
+    s = from_sources(["--config", str(cfg), "--delete"], {"PLUGIN_SOURCE": "dist"})
+    assert s.label("source") == "PLUGIN_SOURCE"
+    assert s.label("delete") == "--delete"
+    assert s.label("target") == f"target (in {cfg})"
+    assert s.label("acl") == "acl"  # not given: its plain name
+    assert s == s.with_changes()  # labels take no part in comparisons
+
+
+# ---------------------------------------------------------------- unknown PLUGIN_* variables
+
+
+@pytest.mark.parametrize(
+    "var, suggestion",
+    [
+        ("PLUGIN_CACHECONTROL", "did you mean cache_control (PLUGIN_CACHE_CONTROL)?"),
+        ("PLUGIN_BUCKT", "did you mean bucket (PLUGIN_BUCKET)?"),
+        ("PLUGIN_MAXDELETE", "did you mean max_delete (PLUGIN_MAX_DELETE)?"),
+        ("PLUGIN_SOURCES", "did you mean source (PLUGIN_SOURCE)?"),
+        ("PLUGIN_ACCES", "did you mean acl (PLUGIN_ACCESS)?"),
+        ("PLUGIN_DRYRUN", "did you mean dry_run (PLUGIN_DRY_RUN)?"),
+        ("PLUGIN_DEBUG", "set DEBUG=1 for detailed logs"),
+        ("PLUGIN_ZZZ", None),
+        ("PLUGIN_TAGS", None),
+    ],
+)
+def test_unknown_plugin_variable_warning(var: str, suggestion: Optional[str]) -> None:
+    warnings = config.unknown_plugin_variables({"PLUGIN_BUCKET": "b", var: "value-417"})
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{var} is not a setting of drone-s3-sync")
+    if suggestion is None:
+        assert warnings[0] == f"{var} is not a setting of drone-s3-sync"
+    else:
+        assert warnings[0].endswith(suggestion), warnings[0]
+    assert "value-417" not in warnings[0]
+
+
+def test_exact_warning_text_for_a_misspelt_variable() -> None:
+    assert config.unknown_plugin_variables({"PLUGIN_CACHECONTROL": "max-age=60"}) == [
+        "PLUGIN_CACHECONTROL is not a setting of drone-s3-sync; did you mean cache_control (PLUGIN_CACHE_CONTROL)?"]
+
+
+def test_every_known_variable_and_other_variables_pass_silently() -> None:
+    environ = {var: "x" for option in config.OPTIONS for var in option.env}
+    environ.update({"AWS_PROFILE": "p", "DRONE_BRANCH": "main", "CI_REPO": "r", "DEBUG": "1", "plugin_lower": "x"})
+    assert config.unknown_plugin_variables(environ) == []
+
+
+def test_cli_prints_unknown_variable_warnings_also_before_a_settings_error(capsys: pytest.CaptureFixture) -> None:
+    assert cli.run([], {"PLUGIN_BUCKT": "my-bucket"}) == 2
+    err = capsys.readouterr().err
+    assert "warning: PLUGIN_BUCKT is not a setting of drone-s3-sync; did you mean bucket (PLUGIN_BUCKET)?" in err
+    assert err.index("warning: PLUGIN_BUCKT") < err.index("invalid setting")
+
+
+# ---------------------------------------------------------------- credentials, duplicates, state name
+
+
+@pytest.mark.parametrize(
+    "environ, setting",
+    [
+        ({"PLUGIN_ACCESS_KEY": "AKIA EXAMPLE", "PLUGIN_SECRET_KEY": "s3cr3tValue"}, "PLUGIN_ACCESS_KEY"),
+        ({"PLUGIN_ACCESS_KEY": "AKIA\nEXAMPLE", "PLUGIN_SECRET_KEY": "s3cr3tValue"}, "PLUGIN_ACCESS_KEY"),
+        ({"PLUGIN_ACCESS_KEY": "AKIAEXAMPLÉ", "PLUGIN_SECRET_KEY": "s3cr3tValue"}, "PLUGIN_ACCESS_KEY"),
+        ({"PLUGIN_ACCESS_KEY": "AKIAEXAMPLE", "PLUGIN_SECRET_KEY": "s3cr3t\nValue"}, "PLUGIN_SECRET_KEY"),
+        ({"PLUGIN_ACCESS_KEY": "AKIAEXAMPLE", "PLUGIN_SECRET_KEY": "s3cr3t\x7fValue"}, "PLUGIN_SECRET_KEY"),
+    ],
+)
+def test_malformed_keys_are_refused_without_showing_them(environ: Dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        env_settings(environ)
+    assert info.value.setting == setting
+    message = str(info.value)
+    assert "key alone" in message
+    for value in environ.values():
+        for part in value.split():
+            assert part not in message
+
+
+def test_a_secret_with_a_space_is_accepted() -> None:
+    # Some S3-compatible servers allow any printable secret; only line breaks are surely a paste error.
+    assert env_settings({"PLUGIN_ACCESS_KEY": "AKIAEXAMPLE", "PLUGIN_SECRET_KEY": "a b"}).secret_key == "a b"
+
+
+@pytest.mark.parametrize(
+    "environ, setting, words",
+    [
+        ({"PLUGIN_CACHE_CONTROL": '{".html": "a", ".html": "b"}'}, "PLUGIN_CACHE_CONTROL", ["'.html' appears twice"]),
+        ({"PLUGIN_REDIRECTS": '{"a": "/x", "/a": "/y"}'}, "PLUGIN_REDIRECTS", ["twice"]),
+        ({"PLUGIN_METADATA": '{"Author": "x", "author": "y"}'}, "PLUGIN_METADATA", ["twice", "ignore case"]),
+        ({"PLUGIN_REDIRECTS": '{".drone-s3-sync-state.json.gz": "/x"}'}, "PLUGIN_REDIRECTS", ["state object"]),
+        ({"PLUGIN_SOURCE": "dist", "PLUGIN_MAX_CONCURRENCY": "many"}, "PLUGIN_MAX_CONCURRENCY", ["use 1 to 1000"]),
+        ({"PLUGIN_ENDPOINT": "ftp://x"}, "PLUGIN_ENDPOINT", ["https://s3.example.com"]),
+        ({"PLUGIN_BUCKET": "a"}, "PLUGIN_BUCKET", ["3 to 63"]),
+        ({"PLUGIN_TARGET": "../x"}, "PLUGIN_TARGET", ["'/' for the bucket root"]),
+        ({"PLUGIN_ACL": '{"a/*": "public-read",'}, "PLUGIN_ACL", ["invalid JSON", "map of pattern to value"]),
+    ],
+)
+def test_conflicting_or_malformed_maps_and_accepted_forms(environ: Dict[str, str], setting: str, words: list) -> None:
+    full = dict(BUCKET)
+    full.update(environ)
+    with pytest.raises(ConfigError) as info:
+        from_sources([], full)
+    assert info.value.setting == setting
+    for word in words:
+        assert word in str(info.value)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from drone_s3_sync.errors import ConfigError
-from drone_s3_sync.scan import glob_regex, key_for, printable, scan, split_glob
+from drone_s3_sync.scan import check_source, files_named, glob_regex, key_for, printable, scan, split_glob
 
 needs_symlinks = pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
 
@@ -435,3 +435,40 @@ def test_two_links_to_one_folder_publish_it_under_both_names(tmp_path):
     (tmp_path / "docs" / "v2" / "up").symlink_to("..")  # a loop, still cut
     keys = [f.key for f in scan(str(tmp_path), "site/").files]
     assert keys == ["site/docs/latest/index.html", "site/docs/v2/index.html"]
+
+
+# ---------------------------------------------------------------- checks before any request
+
+
+@pytest.mark.parametrize("source, words", [
+    ("missing", ["does not exist"]),
+    ("missing/**/*.html", ["does not exist"]),
+    ("file.txt/*.html", ["not a folder or a file"]),
+])
+def test_check_source_names_the_setting_and_the_accepted_forms(tmp_path: Path, source: str, words: list) -> None:
+    tree(tmp_path, {"file.txt": "x"})
+    with pytest.raises(ConfigError) as info:
+        check_source(str(tmp_path / source), "PLUGIN_SOURCE")
+    assert info.value.setting == "PLUGIN_SOURCE"
+    for word in words + ["use a folder, a single file, or a glob"]:
+        assert word in str(info.value)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null") or sys.platform == "win32", reason="needs /dev/null")
+def test_check_source_refuses_a_device() -> None:
+    with pytest.raises(ConfigError, match="not a folder or a file"):
+        check_source("/dev/null")
+
+
+def test_check_source_accepts_folder_file_and_glob(tmp_path: Path) -> None:
+    tree(tmp_path, {"site/a.html": "a"})
+    for source in ("site", "site/a.html", "site/**/*.html", "site/*.txt"):
+        check_source(str(tmp_path / source))
+
+
+def test_files_named(tmp_path: Path) -> None:
+    src = tree(tmp_path / "site", {"old.html": "o", "docs/page.html": "p", "notes.txt": "n"})
+    rels = ["old.html", "docs/page.html", "notes.txt", "gone.html", "docs"]
+    assert files_named(str(src), rels) == ["old.html", "docs/page.html", "notes.txt"]
+    assert files_named(f"{src}/**/*.html", rels) == ["old.html", "docs/page.html"]
+    assert files_named(f"{src}/old.html", rels) == ["old.html"]

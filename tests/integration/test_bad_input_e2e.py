@@ -1,0 +1,216 @@
+"""Bad input, table-driven over every setting: the real `drone-s3-sync`
+command, one run per case, against the recording moto server.
+
+Each case must end with exit 2, a message on stderr that names the setting
+the way the user wrote it (the variable, flag or config-file key) and says
+which forms are accepted, no Python traceback, and not one request to the
+server (for any bucket or none). The table is walked through `OPTIONS`, so a
+setting added without a row here fails `test_bad_input`; boolean settings
+share the generic rows.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+from drone_s3_sync.config import OPTIONS
+
+
+@dataclass(frozen=True)
+class Bad:
+    env: Dict[str, Optional[str]]  # None unsets a variable run_sync would set
+    names: str  # how the message must name the setting
+    forms: Tuple[str, ...]  # words of the accepted forms the message must give
+    args: Tuple[str, ...] = ()
+    files: Dict[str, str] = field(default_factory=dict)  # config files, written into the workspace
+    id: str = ""
+
+
+def bad(var: str, value: Optional[str], *forms: str, id: str, **more) -> Bad:
+    return Bad(env={var: value}, names=var, forms=forms, id=id, **more)
+
+
+RULES = "map of pattern to value"
+
+# Every boolean setting gets these.
+BOOLEAN_ROWS = (("maybe", "maybe"), ("2", "two"))
+
+ROWS: Dict[str, List[Bad]] = {
+    "bucket": [
+        bad("PLUGIN_BUCKET", "my bucket", "3 to 63", "s3://name", id="space"),
+        bad("PLUGIN_BUCKET", "x", "3 to 63", id="too-short"),
+        bad("PLUGIN_BUCKET", "-bucket-", "3 to 63", id="hyphens"),
+        bad("PLUGIN_BUCKET", None, "--bucket", "'bucket:' in the config file", id="missing"),
+        bad("PLUGIN_BUCKET", "   ", "--bucket", id="blank"),
+    ],
+    "region": [
+        bad("PLUGIN_REGION", "EU West", "like us-east-1", id="words"),
+        bad("PLUGIN_REGION", "us_east_1", "like us-east-1", id="underscores"),
+        bad("AWS_REGION", "Frankfurt!", "like us-east-1", id="alias"),
+    ],
+    "source": [
+        bad("PLUGIN_SOURCE", "no-such-folder", "does not exist", "a folder, a single file, or a glob", id="missing"),
+        bad("PLUGIN_SOURCE", "missing/**/*.html", "does not exist", "a glob such as", id="glob-base-missing"),
+        bad("PLUGIN_SOURCE", "a.txt/*.html", "not a folder or a file", "a folder, a single file", id="glob-in-file"),
+    ] + ([bad("PLUGIN_SOURCE", "/dev/null", "not a folder or a file", "a glob such as", id="device")]
+         if sys.platform != "win32" else []),
+    "target": [
+        bad("PLUGIN_TARGET", "../x", "'/' for the bucket root", id="dotdot"),
+        bad("PLUGIN_TARGET", "site/../../other", "a key prefix such as", id="dotdot-inside"),
+        bad("PLUGIN_TARGET", "site\\docs", "use '/' to separate folders", id="backslash"),
+    ],
+    "max_delete": [
+        bad("PLUGIN_MAX_DELETE", "150%", "more than 100%", "such as 100", "such as 10%", id="over-100"),
+        bad("PLUGIN_MAX_DELETE", "-1", "such as 100", "such as 10%", id="negative"),
+        bad("PLUGIN_MAX_DELETE", "ten", "such as 100", id="word"),
+        bad("PLUGIN_MAX_DELETE", "1.5", "whole number", id="fraction"),
+        bad("PLUGIN_MAX_DELETE", "%", "not a percentage", id="percent-sign"),
+        Bad(env={}, names="--max-delete", forms=("such as 10%",), args=("--max-delete", "150%"), id="flag"),
+        Bad(env={}, names="max_delete (in deploy.yml)", forms=("such as 10%",), args=("--config", "deploy.yml"),
+            files={"deploy.yml": "max_delete: -5\n"}, id="config-file"),
+    ],
+    "acl": [
+        bad("PLUGIN_ACL", "pubic-read", "did you mean 'public-read'", "use one of private, public-read", id="unknown"),
+        bad("PLUGIN_ACL", '["public-read"]', RULES, id="list"),
+        bad("PLUGIN_ACL", '{"img/*": "world"}', "use one of private", id="unknown-in-map"),
+        bad("PLUGIN_ACL", '{"img/*": "public-read"', "invalid JSON", RULES, id="bad-json"),
+        bad("PLUGIN_ACCESS", "public", "use one of private", id="alias"),
+    ],
+    "content_type": [
+        bad("PLUGIN_CONTENT_TYPE", '{".svg": "image/svg+xml",}', "invalid JSON", RULES, id="bad-json"),
+        bad("PLUGIN_CONTENT_TYPE", '["text/plain"]', RULES, id="list"),
+        bad("PLUGIN_CONTENT_TYPE", '{".txt": "text/plain; charset=\u00fc"}', "printable ASCII", id="non-ascii"),
+        bad("PLUGIN_CONTENT_TYPE", '{".txt": {"a": "b"}}', "expected a text value", id="nested-map"),
+    ],
+    "content_encoding": [
+        bad("PLUGIN_CONTENT_ENCODING", '{".js": ""}', "give a value or leave the rule out", id="empty"),
+        bad("PLUGIN_CONTENT_ENCODING", '["gzip"]', RULES, id="list"),
+        bad("PLUGIN_CONTENT_ENCODING", "{gzip}", "invalid JSON", RULES, id="bad-json"),
+    ],
+    "cache_control": [
+        bad("PLUGIN_CACHE_CONTROL", '{".html": "max-age=60",', "invalid JSON", RULES, id="bad-json"),
+        bad("PLUGIN_CACHE_CONTROL", '["max-age=60"]', RULES, id="list"),
+        bad("PLUGIN_CACHE_CONTROL", '{".html": "a", ".html": "b"}', "give each key once", id="duplicate-key"),
+    ],
+    "metadata": [
+        bad("PLUGIN_METADATA", "{not json}", "invalid JSON", '{"key": "value"}', id="bad-json"),
+        bad("PLUGIN_METADATA", '["a"]', '{"key": "value"}', id="list"),
+        bad("PLUGIN_METADATA", "abc", '{"key": "value"}', id="plain-string"),
+        bad("PLUGIN_METADATA", '{"a": "1", "*.png": {"b": "2"}}', "use one form", id="mixed-forms"),
+        bad("PLUGIN_METADATA", '{"bad name": "1"}', "letters, digits", id="bad-name"),
+        bad("PLUGIN_METADATA", '{"Author": "a", "author": "b"}', "give it once", id="same-name-twice"),
+    ],
+    "redirects": [
+        bad("PLUGIN_REDIRECTS", '{"old": "/new"', "invalid JSON", '{"old/page.html": "/new/page.html"}',
+            id="bad-json"),
+        bad("PLUGIN_REDIRECTS", '["old", "/new"]', '{"old/page.html": "/new/page.html"}', id="list"),
+        bad("PLUGIN_REDIRECTS", "old.html", '{"old/page.html": "/new/page.html"}', id="plain-string"),
+        bad("PLUGIN_REDIRECTS", '{"../x": "/y"}', "relative to the target", id="dotdot"),
+        bad("PLUGIN_REDIRECTS", '{"folder/": "/y"}', "like 'old/page.html'", id="folder"),
+        # Conflicts: with the source, with the state object, with itself.
+        bad("PLUGIN_REDIRECTS", '{"a.txt": "/b.txt"}', "remove the file or the redirect", id="clash-with-file"),
+        bad("PLUGIN_REDIRECTS", '{".drone-s3-sync-state.json.gz": "/"}', "choose another key", id="state-name"),
+        bad("PLUGIN_REDIRECTS", '{"a": "/x", "/a": "/y"}', "give each key once", id="same-key-twice"),
+    ],
+    "cloudfront_distribution": [
+        bad("PLUGIN_CLOUDFRONT_DISTRIBUTION", "E1/../x", "ids like", "separated by commas", id="path"),
+        bad("PLUGIN_CLOUDFRONT_DISTRIBUTION", '{"id": "E1"}', "ids like", id="map"),
+    ],
+    "dry_run": [bad("DRY_RUN", "perhaps", "true or false", id="alias")],
+    "endpoint": [
+        bad("PLUGIN_ENDPOINT", "ftp://x", "https://s3.example.com", id="ftp"),
+        bad("PLUGIN_ENDPOINT", "not a url", "https://s3.example.com", id="words"),
+        bad("PLUGIN_ENDPOINT", "http://", "https://s3.example.com", id="no-host"),
+        bad("PLUGIN_ENDPOINT", "http://127.0.0.1:99999", "1 to 65535", id="bad-port"),
+        Bad(env={"PLUGIN_ENDPOINT": None, "S3_ENDPOINT": "minio :9000"}, names="S3_ENDPOINT",
+            forms=("https://s3.example.com",), id="alias"),
+    ],
+    "max_concurrency": [
+        bad("PLUGIN_MAX_CONCURRENCY", "0", "use 1 to 1000", id="zero"),
+        bad("PLUGIN_MAX_CONCURRENCY", "-4", "use 1 to 1000", id="negative"),
+        bad("PLUGIN_MAX_CONCURRENCY", "lots", "use 1 to 1000", id="word"),
+        bad("PLUGIN_MAX_CONCURRENCY", "2.5", "use 1 to 1000", id="fraction"),
+        bad("PLUGIN_MAX_CONCURRENCY", "100000", "use 1 to 1000", id="huge"),
+    ],
+    "multipart_threshold": [
+        bad("PLUGIN_MULTIPART_THRESHOLD", "1MiB", "use 5MiB to 5GiB", id="small"),
+        bad("PLUGIN_MULTIPART_THRESHOLD", "big", "like 16MiB", id="word"),
+    ],
+    "part_size": [
+        bad("PLUGIN_PART_SIZE", "6GiB", "use 5MiB to 5GiB", id="huge"),
+        bad("PLUGIN_PART_SIZE", "-8MiB", "like 16MiB", id="negative"),
+        bad("PLUGIN_PART_SIZE", '{"a": 1}', "like 16MiB", id="map"),
+    ],
+    "access_key": [
+        Bad(env={"PLUGIN_ACCESS_KEY": "AKIA EXAMPLE", "PLUGIN_SECRET_KEY": "pair-secret-417"},
+            names="PLUGIN_ACCESS_KEY", forms=("give the key alone",), id="space"),
+        # Left to boto3's credential chain (with AWS_SESSION_TOKEN), but checked all the same.
+        Bad(env={"AWS_ACCESS_KEY_ID": "AKIA\nEXAMPLE417"}, names="AWS_ACCESS_KEY_ID",
+            forms=("give the key alone",), id="aws-variable"),
+    ],
+    "secret_key": [
+        Bad(env={"PLUGIN_ACCESS_KEY": "AKIAEXAMPLE", "PLUGIN_SECRET_KEY": "first-line-417\nsecond-line-417"},
+            names="PLUGIN_SECRET_KEY", forms=("give the key alone",), id="two-lines"),
+    ],
+}
+
+
+def cases() -> Iterator:
+    for option in OPTIONS:
+        rows = list(ROWS.get(option.name, ()))
+        if option.flag:
+            rows += [bad(option.env[0], value, "true or false", id=name) for value, name in BOOLEAN_ROWS]
+        if not rows:
+            yield pytest.param(option.name, None, id=f"{option.name}-NO-ROW")
+        for row in rows:
+            yield pytest.param(option.name, row, id=f"{option.name}-{row.id}")
+
+
+@pytest.mark.parametrize("setting, row", list(cases()))
+def test_bad_input(setting: str, row: Optional[Bad], run_sync, s3_server, bucket, make_tree) -> None:
+    if row is None:
+        pytest.fail(f"the setting {setting!r} has no bad-input row in ROWS")
+    ws = make_tree({"a.txt": "a", **row.files})
+    env: Dict[str, Optional[str]] = {"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": "."}
+    env.update(row.env)
+    s3_server.reset()
+
+    proc = run_sync(env, cwd=ws, args=row.args)
+
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, (proc.returncode, output)
+    assert "Traceback" not in output
+    assert s3_server.requests == [], s3_server.requests  # for this bucket, any other, or none
+    message = [line for line in proc.stderr.splitlines() if line.startswith("drone-s3-sync: invalid setting ")]
+    assert len(message) == 1, proc.stderr
+    assert row.names in message[0], message[0]
+    for words in row.forms:
+        assert words in message[0], message[0]
+    if setting in ("access_key", "secret_key"):
+        for value in row.env.values():
+            for part in (value or "").split():
+                assert part not in output, "a key was printed"
+
+
+def test_every_setting_has_rows() -> None:
+    # Also caught per setting above; this names all missing ones at once.
+    missing = [o.name for o in OPTIONS if not o.flag and o.name not in ROWS]
+    assert missing == []
+    assert set(ROWS) <= {o.name for o in OPTIONS}, "a row for a setting that no longer exists"
+
+
+def test_settings_that_only_warn(run_sync, s3_server, bucket, make_tree) -> None:
+    """Combinations that are valid but do nothing get a warning, not an error:
+    a pipeline may switch `delete` with a variable and keep its limits."""
+    ws = make_tree({"a.txt": "a"})
+    proc = run_sync({"PLUGIN_BUCKET": bucket, "PLUGIN_MAX_DELETE": "5", "PLUGIN_ALLOW_EMPTY_SOURCE": "true",
+                     "PLUGIN_VERIFY": "true", "PLUGIN_STATE": "false"}, cwd=ws)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: PLUGIN_MAX_DELETE has no effect without delete" in proc.stderr
+    assert "warning: PLUGIN_ALLOW_EMPTY_SOURCE has no effect without delete" in proc.stderr
+    assert "verify" not in proc.stderr.lower()  # verify without state is no conflict
+    assert s3_server.ops(bucket)["PutObject"] == 1  # a.txt, and no state object
