@@ -341,7 +341,7 @@ class Run:
         summary.invalidation_paths = paths
         if not paths:
             return
-        client = self.cloudfront or self.store.session.client("cloudfront")
+        client = self.cloudfront or self.store.cloudfront_client()
         for distribution in self.settings.cloudfront_distribution:
             try:
                 summary.invalidation_ids.append(
