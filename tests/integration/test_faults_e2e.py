@@ -421,3 +421,25 @@ def assert_one_line_error_in(proc: Any, *words: str) -> None:
     assert len(errors) == 1, proc.stderr
     for word in words:
         assert word in errors[0], errors[0]
+
+
+# --------------------------------------------------------------------------- CloudFront
+
+
+def test_invalidation_is_retried_like_s3_requests(run_sync, s3_server, s3, bucket, make_tree, distribution,
+                                                  cloudfront):
+    tree = make_tree({"a.txt": "a"})
+    env = plugin_env(bucket, cloudfront_distribution=distribution, max_attempts=2)
+    fault = s3_server.inject("CreateInvalidation", times=None)
+    proc = run_sync(env, cwd=tree)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert fault.hits == 2  # the run's max_attempts, not the CloudFront client's default of 3
+    assert f"  error: CloudFront invalidation of {distribution} failed: InternalError: injected fault" in proc.stdout
+    assert invalidations(s3_server, cloudfront, distribution) == []
+
+    s3_server.clear_faults()
+    (tree / "a.txt").write_text("A")
+    fault = s3_server.inject("CreateInvalidation", status=503, code="ServiceUnavailable", times=1)
+    ok(run_sync(env, cwd=tree))
+    assert fault.hits == 1
+    assert invalidations(s3_server, cloudfront, distribution) == [["/a.txt"]]
