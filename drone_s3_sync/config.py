@@ -103,6 +103,19 @@ MiB, GiB = 1 << 20, 1 << 30
 MIN_PART, MAX_PART = 5 * MiB, 5 * GiB  # S3's limits for a part (and for a single PutObject)
 
 
+def parse_seconds(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
+    """A positive number of seconds; decimals allowed ("0.5")."""
+    if isinstance(raw, bool):
+        raise ConfigError(name, "expected a number of seconds")
+    try:
+        value = float(raw) if isinstance(raw, (int, float)) else float(_text(name, raw))
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a number of seconds") from None
+    if not 0 < value <= maximum:  # also rejects nan
+        raise ConfigError(name, f"{raw!r} is out of range; use more than 0 and at most {maximum:g} seconds")
+    return value
+
+
 def _header_value(name: str, value: Any, where: str = "") -> str:
     if isinstance(value, (dict, list)) or value is None:
         got = "nothing" if value is None else ("a map" if isinstance(value, dict) else "a list")
@@ -401,6 +414,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("endpoint", ("PLUGIN_ENDPOINT", "S3_SYNC_ENDPOINT", "S3_ENDPOINT"), parse_endpoint, "S3-compatible endpoint URL (a bare host gets https://).", "URL"),
     Option("path_style", ("PLUGIN_PATH_STYLE",), parse_bool, "Use path-style addressing (http://host/bucket/key).", flag=True),
     Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
+    Option("read_timeout", ("PLUGIN_READ_TIMEOUT",), parse_seconds, "Seconds to wait for S3 to start (or go on) answering a request before that attempt counts as failed and is retried. Default: 60.", "SECONDS"),
+    Option("max_attempts", ("PLUGIN_MAX_ATTEMPTS",), lambda n, r: parse_int(n, r, maximum=20), "Attempts per request, the first one included, for failures worth retrying (5xx, throttling, dropped connections, timeouts). Default: 8.", "N"),
     Option("state", ("PLUGIN_STATE",), parse_bool, "Keep the state object (<target>.drone-s3-sync-state.json.gz) that lets a run skip per-object requests. Default: true.", flag=True),
     Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
     Option("multipart_threshold", ("PLUGIN_MULTIPART_THRESHOLD",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Files from this size up are uploaded in parts, the rest with one PutObject. Default: 8MiB.", "SIZE"),
@@ -435,6 +450,8 @@ class Settings:
     endpoint: str = ""
     path_style: bool = False
     max_concurrency: int = 32
+    read_timeout: float = 60.0
+    max_attempts: int = 8
     quiet: bool = False
     state: bool = True
     verify: bool = False

@@ -27,7 +27,7 @@ from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules
 from .scan import check_source, files_named, printable, scan
-from .state import Entry, decode as decode_state, encode as encode_state, next_state, state_key
+from .state import Entry, decode as decode_state, encode as encode_state, entries_at_risk, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
 K = TypeVar("K")
@@ -132,6 +132,8 @@ class Run:
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
         self.vouched: Set[str] = set()
+        # The state object exists but could not be read: its entries are unknown.
+        self.state_unread = False
 
     def execute(self) -> Summary:
         started = time.monotonic()
@@ -199,7 +201,7 @@ class Run:
             if refusal:
                 raise GuardError(refusal)
             self.reporter.skipped(plan.of(Kind.SKIP))
-            stored = self._retire_stale_entries(plan, state_exists, stored)
+            stored = self._retire_stale_entries(plan, state_exists, stored, remotes)
             summary.outcomes.extend(self._transfer(plan))
             summary.outcomes.extend(self._delete(plan, summary))
             self._save_state(summary, remotes, digests, stored)
@@ -254,16 +256,20 @@ class Run:
             return remotes, True, decode_state(self.store.get_bytes(key))
         except (ClientError, BotoCoreError) as exc:
             log.warning("cannot read the state object %s (%s); checking every object instead", key, error_text(exc))
+            self.state_unread = True
             return remotes, True, {}
 
-    def _retire_stale_entries(self, plan: Plan, state_exists: bool,
-                              stored: Mapping[str, Entry]) -> Mapping[str, Entry]:
+    def _retire_stale_entries(self, plan: Plan, state_exists: bool, stored: Mapping[str, Entry],
+                              remotes: Mapping[str, RemoteObject]) -> Mapping[str, Entry]:
         """Before writing, make sure the state object can never vouch for old headers.
 
-        A header copy or a rewritten redirect keeps the object's ETag, so an entry
-        describing the old headers would still look valid if this run stopped
-        before recording the new state (or does not record state at all). Such
-        entries are dropped first; without `state`, the whole object goes.
+        A header copy or a rewritten redirect keeps the object's ETag, and some
+        uploads recreate an ETag an entry names (see `entries_at_risk`), so an
+        entry describing the old headers would still look valid if this run
+        stopped before recording the new state, or could not record it. Such
+        entries are dropped first; a state object that could not be read is
+        emptied before any write, since any of its entries may be at risk;
+        without `state`, the whole object goes.
         Returns the entries the state object now holds.
         """
         key = state_key(self.settings.target)
@@ -274,14 +280,17 @@ class Run:
                     raise RemoteError(f"cannot remove the state object {key}, which this run would make "
                                       f"outdated ({failed[0][1]}); nothing was changed")
             return {}
-        in_place = {a.key for a in plan.of(Kind.UPDATE, Kind.REDIRECT) if a.key in stored}
-        if not in_place:
+        if self.state_unread:
+            at_risk = {a.key for a in plan.of(Kind.UPLOAD, Kind.UPDATE, Kind.REDIRECT)}
+        else:
+            at_risk = entries_at_risk(plan, stored, remotes)
+        if not at_risk:
             return stored
-        kept = {k: e for k, e in stored.items() if k not in in_place}
+        kept = {k: e for k, e in stored.items() if k not in at_risk}
         try:
             self.store.put_bytes(key, encode_state(kept), "application/gzip")
         except (ClientError, BotoCoreError) as exc:
-            raise RemoteError(f"cannot update the state object {key} before changing headers in place "
+            raise RemoteError(f"cannot update the state object {key} before writing objects it describes "
                               f"({error_text(exc)}); nothing was changed") from None
         return kept
 
@@ -394,7 +403,7 @@ class Run:
         summary.invalidation_paths = paths
         if not paths:
             return
-        client = self.cloudfront or self.store.session.client("cloudfront")
+        client = self.cloudfront or self.store.cloudfront_client()
         for distribution in self.settings.cloudfront_distribution:
             try:
                 summary.invalidation_ids.append(

@@ -51,15 +51,32 @@ def make_session(settings: Settings) -> boto3.session.Session:
     return boto3.session.Session(region_name=settings.region)
 
 
-def s3_client(session: boto3.session.Session, settings: Settings):
-    options = dict(
+CONNECT_TIMEOUT = 10  # seconds; a TCP/TLS handshake that takes longer is retried
+
+
+def retry_options(settings: Settings) -> dict:
+    """Retries and timeouts shared by the S3 and CloudFront clients.
+
+    botocore's "standard" mode: 500/502/503/504, throttling codes (SlowDown,
+    ...), 429, dropped connections and timeouts are retried with truncated
+    exponential backoff and full jitter (up to 0.05 s * 2**n, or 1 s * 2**n
+    for throttling, at most 20 s a wait). Not "adaptive": its client-side rate
+    limiter is shared by every thread of the client, so one SlowDown would
+    throttle the whole run, down to 0.5 requests a second when it comes early.
+    `total_max_attempts` counts the first attempt (`max_attempts` would not).
+    """
+    return dict(
         region_name=settings.region,
-        retries={"mode": "standard", "max_attempts": 6},
-        max_pool_connections=settings.max_concurrency + 4,
-        connect_timeout=10,
-        read_timeout=60,
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=settings.read_timeout,
         tcp_keepalive=True,
     )
+
+
+def s3_client(session: boto3.session.Session, settings: Settings):
+    options = retry_options(settings)
+    options["max_pool_connections"] = settings.max_concurrency + 4
     if settings.path_style:
         options["s3"] = {"addressing_style": "path"}
     if settings.endpoint:
@@ -295,6 +312,9 @@ class Store:
             for err in response.get("Errors", ()):
                 failures.append((err.get("Key", ""), f"{err.get('Code')}: {err.get('Message')}"))
         return failures
+
+    def cloudfront_client(self):
+        return self.session.client("cloudfront", config=Config(**retry_options(self.settings)))
 
     def shutdown(self, cancel: bool = False) -> None:
         if self._manager is not None:

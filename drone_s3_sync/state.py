@@ -19,14 +19,14 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, TYPE_CHECKING
+from typing import Dict, Mapping, Optional, Set, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .digest import Digest
 
 import xxhash
 
-from .model import SLOTS, Kind, ObjectHeaders, Reason, RemoteObject, Summary
+from .model import SLOTS, Kind, ObjectHeaders, Plan, Reason, RemoteObject, Summary
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -88,6 +88,32 @@ def decode(data: bytes) -> Dict[str, Entry]:
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
         return {}
+
+
+def entries_at_risk(plan: Plan, stored: Mapping[str, Entry], remotes: Mapping[str, RemoteObject]) -> Set[str]:
+    """Keys whose stored entry a write of this run could turn into a lie.
+
+    An entry is trusted while the listing shows its ETag and size. A header
+    copy or a rewritten redirect keeps the ETag; an upload of the bytes the
+    object already has (a header change above the copy limit) recreates it;
+    and an upload over an object that another tool replaced can recreate the
+    very ETag a stale entry names. If the run then stopped before recording
+    the new state, or that write failed, such an entry would vouch for headers
+    the object no longer has. An upload of new bytes over the object an entry
+    describes is safe (the new ETag differs), and so is one with the headers
+    the entry records.
+    """
+    keys = set()
+    for action in plan.actions:
+        entry = stored.get(action.key)
+        if entry is None or action.kind in (Kind.SKIP, Kind.DELETE):
+            continue
+        if action.kind is not Kind.UPLOAD:
+            keys.add(action.key)
+        elif entry.headers != action.headers and (action.reason in (Reason.HEADERS, Reason.ACL)
+                                                  or not entry.describes(remotes.get(action.key))):
+            keys.add(action.key)
+    return keys
 
 
 def next_state(summary: Summary, remotes: Mapping[str, RemoteObject], digests: Mapping[str, "Digest"],

@@ -136,6 +136,14 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_MAX_CONCURRENCY", "2.5", "use 1 to 1000", id="fraction"),
         bad("PLUGIN_MAX_CONCURRENCY", "100000", "use 1 to 1000", id="huge"),
     ],
+    "read_timeout": [
+        bad("PLUGIN_READ_TIMEOUT", "0", "more than 0 and at most 3600 seconds", id="zero"),
+        bad("PLUGIN_READ_TIMEOUT", "soon", "not a number of seconds", id="word"),
+    ],
+    "max_attempts": [
+        bad("PLUGIN_MAX_ATTEMPTS", "0", "use 1 to 20", id="zero"),
+        bad("PLUGIN_MAX_ATTEMPTS", "many", "use 1 to 20", id="word"),
+    ],
     "multipart_threshold": [
         bad("PLUGIN_MULTIPART_THRESHOLD", "1MiB", "use 5MiB to 5GiB", id="small"),
         bad("PLUGIN_MULTIPART_THRESHOLD", "big", "like 16MiB", id="word"),

@@ -43,6 +43,7 @@ def test_defaults_with_only_a_bucket() -> None:
     assert s.metadata == () and s.redirects == () and s.cloudfront_distribution == ()
     assert s.endpoint == ""
     assert s.max_concurrency == 32
+    assert s.read_timeout == 60 and s.max_attempts == 8
     assert s.access_key == "" and s.secret_key == ""
 
 
@@ -69,6 +70,10 @@ def test_defaults_with_only_a_bucket() -> None:
         ("PLUGIN_ENDPOINT", "http://127.0.0.1:9000", "endpoint", "http://127.0.0.1:9000"),
         ("PLUGIN_PATH_STYLE", "true", "path_style", True),
         ("PLUGIN_MAX_CONCURRENCY", "8", "max_concurrency", 8),
+        ("PLUGIN_READ_TIMEOUT", "5", "read_timeout", 5.0),
+        ("PLUGIN_READ_TIMEOUT", "0.5", "read_timeout", 0.5),
+        ("PLUGIN_MAX_ATTEMPTS", "3", "max_attempts", 3),
+        ("PLUGIN_MAX_ATTEMPTS", "1", "max_attempts", 1),
         # aliases
         ("PLUGIN_ACCESS", "public-read", "acl", (("*", "public-read"),)),
         ("DRY_RUN", "true", "dry_run", True),
@@ -475,6 +480,16 @@ def test_source_without_config_resolves_against_cwd(tmp_path: Path, monkeypatch:
         ({"PLUGIN_MAX_CONCURRENCY": "-4"}, "PLUGIN_MAX_CONCURRENCY", ["-4"]),
         ({"PLUGIN_MAX_CONCURRENCY": "lots"}, "PLUGIN_MAX_CONCURRENCY", ["lots", "whole number"]),
         ({"PLUGIN_MAX_CONCURRENCY": "2.5"}, "PLUGIN_MAX_CONCURRENCY", ["whole number"]),
+        ({"PLUGIN_READ_TIMEOUT": "0"}, "PLUGIN_READ_TIMEOUT", ["out of range", "seconds"]),
+        ({"PLUGIN_READ_TIMEOUT": "-1"}, "PLUGIN_READ_TIMEOUT", ["out of range"]),
+        ({"PLUGIN_READ_TIMEOUT": "nan"}, "PLUGIN_READ_TIMEOUT", ["out of range"]),
+        ({"PLUGIN_READ_TIMEOUT": "inf"}, "PLUGIN_READ_TIMEOUT", ["out of range"]),
+        ({"PLUGIN_READ_TIMEOUT": "7200"}, "PLUGIN_READ_TIMEOUT", ["at most 3600"]),
+        ({"PLUGIN_READ_TIMEOUT": "1m"}, "PLUGIN_READ_TIMEOUT", ["1m", "number of seconds"]),
+        ({"PLUGIN_READ_TIMEOUT": '{"a": 1}'}, "PLUGIN_READ_TIMEOUT", ["number of seconds"]),
+        ({"PLUGIN_MAX_ATTEMPTS": "0"}, "PLUGIN_MAX_ATTEMPTS", ["out of range", "1 to 20"]),
+        ({"PLUGIN_MAX_ATTEMPTS": "21"}, "PLUGIN_MAX_ATTEMPTS", ["out of range"]),
+        ({"PLUGIN_MAX_ATTEMPTS": "many"}, "PLUGIN_MAX_ATTEMPTS", ["whole number"]),
         ({"PLUGIN_ENDPOINT": "ftp://x"}, "PLUGIN_ENDPOINT", ["ftp://x"]),
         ({"PLUGIN_ENDPOINT": "http://"}, "PLUGIN_ENDPOINT", ["http://"]),
         ({"S3_ENDPOINT": "my host:9000"}, "S3_ENDPOINT", ["my host"]),
@@ -843,3 +858,12 @@ def test_conflicting_or_malformed_maps_and_accepted_forms(environ: Dict[str, str
     assert info.value.setting == setting
     for word in words:
         assert word in str(info.value)
+def test_retry_settings_from_a_file_and_flags(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "deploy.yml", "bucket: my-bucket\nread_timeout: 2.5\nmax-attempts: 4\n")
+    s = from_sources(["--config", str(cfg)], {})
+    assert (s.read_timeout, s.max_attempts) == (2.5, 4)
+    s = from_sources(["--config", str(cfg), "--read-timeout", "10", "--max-attempts", "1"], {})
+    assert (s.read_timeout, s.max_attempts) == (10.0, 1)
+    with pytest.raises(ConfigError) as info:
+        from_sources(["--config", str(cfg), "--read-timeout", "true"], {})
+    assert info.value.setting == "--read-timeout"

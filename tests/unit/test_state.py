@@ -13,7 +13,7 @@ from drone_s3_sync.config import Settings
 from drone_s3_sync.digest import Digest
 from drone_s3_sync.model import (Action, Kind, LocalFile, ObjectHeaders, Outcome, Plan, Reason, RemoteObject,
                                  Summary)
-from drone_s3_sync.state import EMPTY_XXH, Entry, decode, encode, next_state, state_key
+from drone_s3_sync.state import EMPTY_XXH, Entry, decode, encode, entries_at_risk, next_state, state_key
 
 HTML = ObjectHeaders(content_type="text/html; charset=utf-8", cache_control="max-age=60",
                      metadata=(("site", "demo"),))
@@ -121,3 +121,31 @@ def test_next_state_records_written_etags_and_keeps_only_what_is_verified():
     assert entries["upd.html"].etag == "u1"  # the copy's ETag, not the listed one
     assert entries["same.png"] == Entry("s1", 3, "s", PNG)
     assert entries["old"].xxh == EMPTY_XXH and entries["old"].size == 0
+
+
+def test_entries_at_risk_are_those_a_write_could_make_lie():
+    """Entries whose ETag a write of this run keeps or may recreate with other headers."""
+    other = replace(HTML, cache_control="no-cache")
+    stored = {key: entry(etag="e-" + key) for key in
+              ("copy.html", "redirect.html", "big.html", "new-bytes.html", "replaced.html", "same-headers.html",
+               "gone.html", "skip.html", "deleted.html")}
+    listed = {key: RemoteObject(key, 3, "e-" + key) for key in stored}
+    listed["replaced.html"] = RemoteObject("replaced.html", 3, "by-another-tool")
+    listed["same-headers.html"] = RemoteObject("same-headers.html", 3, "by-another-tool")
+    del listed["gone.html"]
+    plan = Plan([
+        Action(Kind.UPDATE, "copy.html", Reason.HEADERS, local("copy.html"), other, 3),
+        Action(Kind.REDIRECT, "redirect.html", Reason.REDIRECT_CHANGED, headers=replace(HTML, redirect="/x")),
+        # above CopyObject's limit a header change uploads the same bytes again: same ETag
+        Action(Kind.UPLOAD, "big.html", Reason.HEADERS, local("big.html"), other, 3),
+        Action(Kind.UPLOAD, "new-bytes.html", Reason.CONTENT, local("new-bytes.html"), other, 3),
+        # the entry no longer describes the object: the upload may recreate its ETag
+        Action(Kind.UPLOAD, "replaced.html", Reason.CONTENT, local("replaced.html"), other, 3),
+        Action(Kind.UPLOAD, "same-headers.html", Reason.CONTENT, local("same-headers.html"), HTML, 3),
+        Action(Kind.UPLOAD, "gone.html", Reason.NEW, local("gone.html"), other, 3),
+        Action(Kind.SKIP, "skip.html", Reason.UNCHANGED, local("skip.html"), HTML, 3),
+        Action(Kind.DELETE, "deleted.html", Reason.ORPHAN, size=3),
+        Action(Kind.UPLOAD, "no-entry.html", Reason.NEW, local("no-entry.html"), other, 3),
+    ])
+    assert entries_at_risk(plan, stored, listed) == {"copy.html", "redirect.html", "big.html", "replaced.html",
+                                                     "gone.html"}
