@@ -239,7 +239,7 @@ def test_unknown_profile_is_a_settings_error_before_any_request(run_sync, s3_ser
     env.update(write_aws_files(clean_env, "[deploy]\naws_access_key_id = a\naws_secret_access_key = b\n"))
     s3_server.reset()
     proc = run_sync(env, cwd=src)
-    assert_refused(proc, s3_server, "profile", "no-such-profile")
+    assert_refused(proc, s3_server, "invalid setting profile: ", "no-such-profile")
 
 
 # ---------------------------------------------------------------- session_token
