@@ -96,17 +96,21 @@ def test_assume_role_calls_sts_once_and_signs_s3_with_the_role_keys(run_sync, s3
     assert_secrets_hidden(proc, BASE_SECRET, debug=True)
 
 
-def test_assume_role_alias_and_session_name(run_sync, s3_server, bucket, make_tree):
-    # ASSUME_ROLE as the sibling plugins/s3 reads it; no ExternalId unless set.
+def test_assume_role_alias_and_session_name_and_cloudfront(run_sync, s3_server, bucket, make_tree, distribution):
+    # ASSUME_ROLE as the sibling plugins/s3 reads it; no ExternalId unless set;
+    # the CloudFront invalidation is made as the role too.
     src = make_tree({"a.txt": "a"})
-    env = plugin_env(bucket, assume_role_session_name="build-77@ci")
+    env = plugin_env(bucket, assume_role_session_name="build-77@ci", cloudfront_distribution=distribution)
     env["ASSUME_ROLE"] = ROLE
     ok(run_sync(env, cwd=src))
     [sts] = sts_requests(s3_server)
     assert sts.op == "AssumeRole"
     assert (sts.form["RoleArn"], sts.form["RoleSessionName"]) == (ROLE, "build-77@ci")
     assert "ExternalId" not in sts.form
-    assert "testing" not in signing_keys(s3_server, bucket)
+    role_keys = signing_keys(s3_server, bucket)
+    assert len(role_keys) == 1 and "testing" not in role_keys, role_keys
+    invalidations = [r for r in s3_server.requests if r.op == "CreateInvalidation"]
+    assert len(invalidations) == 1 and {invalidations[0].access_key} == role_keys
 
 
 def test_assume_role_without_any_credentials_is_a_settings_error(run_sync, s3_server, bucket, make_tree):
@@ -231,6 +235,21 @@ def test_profile_as_base_credentials_for_assume_role(run_sync, s3_server, bucket
     [sts] = sts_requests(s3_server)
     assert (sts.op, sts.access_key) == ("AssumeRole", PROFILE_KEY)
     assert PROFILE_KEY not in signing_keys(s3_server, bucket)
+
+
+def test_profile_with_role_arn_in_aws_config_through_boto3(run_sync, s3_server, bucket, make_tree, clean_env):
+    # A role configured in ~/.aws/config (role_arn + source_profile) is botocore's own provider.
+    src = make_tree({"a.txt": "a"})
+    env = plugin_env(bucket, profile="deploy")
+    env.update(write_aws_files(
+        clean_env, f"[base]\naws_access_key_id = {PROFILE_KEY}\naws_secret_access_key = {PROFILE_SECRET}\n",
+        f"[profile deploy]\nrole_arn = {ROLE}\nsource_profile = base\nrole_session_name = from-config\n"))
+    ok(run_sync(env, cwd=src))
+    [sts] = sts_requests(s3_server)
+    assert (sts.op, sts.access_key, sts.form["RoleArn"], sts.form["RoleSessionName"]) == (
+        "AssumeRole", PROFILE_KEY, ROLE, "from-config")
+    role_keys = signing_keys(s3_server, bucket)
+    assert len(role_keys) == 1 and PROFILE_KEY not in role_keys, role_keys
 
 
 def test_unknown_profile_is_a_settings_error_before_any_request(run_sync, s3_server, bucket, make_tree, clean_env):
