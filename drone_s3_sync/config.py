@@ -380,6 +380,38 @@ def parse_max_delete(name: str, raw: Any) -> DeleteLimit:
     return DeleteLimit(Decimal(int(text)))
 
 
+_ROLE_ARN = re.compile(r"^arn:aws[-a-z]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+
+
+def parse_role_arn(name: str, raw: Any) -> str:
+    text = _text(name, raw)
+    if text and not _ROLE_ARN.match(text):
+        raise ConfigError(name, f"{text!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/deploy")
+    return text
+
+
+def _sts_text(pattern: str, what: str) -> Callable[[str, Any], str]:
+    """A value STS checks against `pattern` (its documented character set and length)."""
+    def parse(name: str, raw: Any) -> str:
+        text = _text(name, raw)
+        if text and not re.match(pattern, text):
+            raise ConfigError(name, f"{text!r} is not a valid {what}")
+        return text
+
+    return parse
+
+
+def parse_token(name: str, raw: Any) -> str:
+    """A web identity (OIDC) token: the token itself. The value is never echoed."""
+    text = _text(name, raw)
+    if text and (len(text) < 4 or len(text) > 20000 or any(c.isspace() for c in text)):
+        raise ConfigError(name, "is not a web identity token (4 to 20,000 characters, no spaces)")
+    if text and os.path.isfile(text):
+        raise ConfigError(name, "takes the token itself, not a file name (for a token file set "
+                                "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE instead)")
+    return text
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -423,6 +455,12 @@ OPTIONS: Tuple[Option, ...] = (
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
     Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
     Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), partial(parse_credential, secret=True), "Secret access key; used only with access_key.", "SECRET", secret=True),
+    Option("session_token", ("PLUGIN_SESSION_TOKEN", "AWS_SESSION_TOKEN"), partial(parse_credential, secret=True), "Session token of temporary keys; needs access_key and secret_key.", "TOKEN", secret=True),
+    Option("assume_role", ("PLUGIN_ASSUME_ROLE", "ASSUME_ROLE"), parse_role_arn, "IAM role ARN to assume with STS for this run (with the other credentials, or with oidc_token_id). Refreshed before it expires.", "ARN"),
+    Option("assume_role_session_name", ("PLUGIN_ASSUME_ROLE_SESSION_NAME",), _sts_text(r"^[\w+=,.@-]{2,64}$", "role session name (2-64 of A-Z a-z 0-9 _+=,.@-)"), "Session name for assume_role, shown in CloudTrail. Default: drone-s3-sync.", "NAME"),
+    Option("external_id", ("PLUGIN_EXTERNAL_ID",), _sts_text(r"^[\w+=,.@:/-]{2,1224}$", "external id (2-1224 of A-Z a-z 0-9 _+=,.@:/-)"), "External id the role's trust policy requires; used with assume_role.", "ID"),
+    Option("oidc_token_id", ("PLUGIN_OIDC_TOKEN_ID",), parse_token, "OIDC (web identity) token to assume the assume_role role with (STS AssumeRoleWithWebIdentity); no other credentials needed.", "TOKEN", secret=True),
+    Option("profile", ("PLUGIN_PROFILE",), parse_text, "AWS profile from ~/.aws/config and ~/.aws/credentials. Default: AWS_PROFILE, else 'default'.", "NAME"),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 
@@ -459,6 +497,12 @@ class Settings:
     part_size: int = 8 * MiB
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
+    session_token: str = field(default="", repr=False)
+    assume_role: str = ""
+    assume_role_session_name: str = "drone-s3-sync"
+    external_id: str = ""
+    oidc_token_id: str = field(default="", repr=False)
+    profile: str = ""
     base_dir: str = ""  # folder a relative source is resolved against; "" = cwd
     debug: bool = False
     # Where each given setting came from ("PLUGIN_SOURCE", "--source", ...), for messages.
@@ -508,6 +552,9 @@ def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = 
     if bool(values.get("access_key")) != bool(values.get("secret_key")):
         # Half a key pair is ignored, as the original plugin did; the credential chain applies.
         values["access_key"] = values["secret_key"] = ""
+    check_credentials(values, {o.name: origin.get(o.name, o.name) for o in OPTIONS})
+    if not values.get("assume_role_session_name"):
+        values.pop("assume_role_session_name", None)
     return Settings(**values)
 
 
@@ -545,6 +592,28 @@ def setting_warnings(settings: Settings) -> List[str]:
             warnings.append(f"{settings.label('allow_empty_source')} has no effect without delete "
                             "(this run deletes nothing)")
     return warnings
+
+
+def check_credentials(values: Mapping[str, Any], label: Mapping[str, str]) -> None:
+    """Credential settings that cannot work together, refused before any request."""
+    keys = bool(values.get("access_key"))
+    role = bool(values.get("assume_role"))
+
+    def refuse(name: str, message: str) -> None:
+        raise ConfigError(label[name], message)
+
+    if values.get("session_token") and not keys:
+        refuse("session_token", "a session token belongs to a temporary key pair: set access_key and secret_key too")
+    for name in ("oidc_token_id", "external_id", "assume_role_session_name"):
+        if values.get(name) and not role:
+            refuse(name, "is used only with assume_role (the ARN of the role to assume); set assume_role too")
+    if values.get("oidc_token_id"):
+        if values.get("external_id"):
+            refuse("external_id", "cannot be used with oidc_token_id (AssumeRoleWithWebIdentity takes no external id)")
+        if keys:
+            refuse("oidc_token_id", "needs no access_key / secret_key (the token is the credential); remove the keys")
+    if values.get("profile") and keys:
+        refuse("profile", "and access_key / secret_key both name credentials; use one of them")
 
 
 def unknown_setting_message(name: str) -> str:
@@ -637,13 +706,20 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         raw.update(file_values)
         origin.update({k: f"{k} (in {args.config})" for k in file_values})
     env_values, env_origin = from_environment(environ)
-    if env_origin.get("access_key") == "AWS_ACCESS_KEY_ID" and env_origin.get("secret_key") == "AWS_SECRET_ACCESS_KEY":
-        # boto3's credential chain reads these same variables, and AWS_SESSION_TOKEN
-        # with them; static keys would drop the token. They are still checked:
-        # a line break in a key would otherwise fail inside the HTTP client.
+    token_given = (args.session_token is not None or "session_token" in raw
+                   or env_origin.get("session_token") == "PLUGIN_SESSION_TOKEN")
+    if (env_origin.get("access_key") == "AWS_ACCESS_KEY_ID" and env_origin.get("secret_key") == "AWS_SECRET_ACCESS_KEY"
+            and not token_given):
+        # A key pair only in AWS_* variables is left to boto3's credential chain,
+        # which reads these same variables and AWS_SESSION_TOKEN with them; it comes
+        # after an explicit profile there, as with the AWS CLI. With a session_token
+        # setting the pair is used as static keys, so that token goes with them.
+        # The values are still checked: a line break in a key would otherwise fail
+        # inside the HTTP client.
         by_name = {o.name: o for o in OPTIONS}
-        for name in ("access_key", "secret_key"):
-            by_name[name].parse(env_origin.pop(name), env_values.pop(name))
+        for name in ("access_key", "secret_key", "session_token"):
+            if env_origin.get(name, "").startswith("AWS_"):
+                by_name[name].parse(env_origin.pop(name), env_values.pop(name))
     raw.update(env_values)
     origin.update(env_origin)
     for option in OPTIONS:
@@ -651,13 +727,18 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         if value is not None:
             raw[option.name] = value
             origin[option.name] = "--" + option.name.replace("_", "-")
+    if origin.get("session_token") == "AWS_SESSION_TOKEN":
+        # AWS_SESSION_TOKEN is the token of AWS_ACCESS_KEY_ID: it goes with static
+        # keys only when no other access key is in that variable, and without a
+        # key pair it is not a setting (boto3 ignores it too).
+        key = str(raw.get("access_key") or "").strip()
+        env_key = environ.get("AWS_ACCESS_KEY_ID", "").strip()
+        if not key or not str(raw.get("secret_key") or "").strip() or env_key not in ("", key):
+            raw.pop("session_token")
+            origin.pop("session_token")
     if "source" in env_values or args.source is not None:
         base_dir = ""  # a source given on the command line or by Drone is relative to the cwd
     return build_settings(raw, base_dir=base_dir, debug=debug_of(environ), origin=origin)
-
-
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PLUGIN_SECRET_KEY",
-                    "AWS_ACCESS_KEY_ID", "PLUGIN_ACCESS_KEY")
 
 
 def debug_of(environ: Mapping[str, str]) -> bool:
@@ -668,9 +749,12 @@ def debug_of(environ: Mapping[str, str]) -> bool:
 def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List[str]:
     """Every secret value this run could print by accident; output and logs mask them.
     Without settings (they could not be read): the secrets in the environment."""
-    values = [settings.secret_key, settings.access_key] if settings is not None else []
-    for var in SECRET_VARIABLES:
-        values.append(environ.get(var, ""))
+    values = [environ.get("AWS_SECURITY_TOKEN", "")]
+    for option in OPTIONS:
+        if option.secret:
+            if settings is not None:
+                values.append(getattr(settings, option.name))
+            values.extend(environ.get(var, "") for var in option.env)
     return [v.strip() for v in values if v and len(v.strip()) >= 4]
 
 

@@ -81,6 +81,9 @@ class Request:
     key: Optional[str] = None  # None for bucket-level requests, else the object key
     status: Optional[int] = None  # filled in once the server has answered
     emulated: bool = False  # answered by this fixture, not by moto (see _acl_refusal)
+    form: Dict[str, str] = field(default_factory=dict)  # STS: the form parameters (Action, RoleArn, ...)
+    access_key: Optional[str] = None  # the SigV4 access key id that signed it; None when unsigned
+    security_token: bool = False  # sent with X-Amz-Security-Token (its value is never kept)
 
     def __repr__(self) -> str:
         where = self.path + ("?" + "&".join(self.query) if self.query else "")
@@ -101,17 +104,21 @@ def _service_of(environ: Mapping[str, Any], query: Mapping[str, str]) -> str:
 
 
 def _form_action(environ: Dict[str, Any]) -> Optional[str]:
+    return _form_params(environ).get("Action")
+
+
+def _form_params(environ: Dict[str, Any]) -> Dict[str, str]:
     # Query-protocol services (STS) name the operation in a form-encoded body;
     # read it and put it back so moto can read it again.
     if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-        return None
+        return {}
     try:
         size = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return None
+        return {}
     body = environ["wsgi.input"].read(size) if size else b""
     environ["wsgi.input"] = io.BytesIO(body)
-    return dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action")
+    return dict(parse_qsl(body.decode("utf-8", "replace")))
 
 
 def _describe(environ: Dict[str, Any]) -> Request:
@@ -124,7 +131,17 @@ def _describe(environ: Dict[str, Any]) -> Request:
         if environ.get(envname):
             headers[name] = environ[envname]
     service = _service_of(environ, query)
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if not auth and "X-Amz-Credential" not in query and method == "POST" and path == "/":
+        # STS AssumeRoleWithWebIdentity / AssumeRoleWithSAML are sent unsigned (moto routes them the same way).
+        if _form_action(environ) in ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"):
+            service = "sts"
     rec = Request(method=method, path=path, query=query, headers=headers, service=service)
+    if auth.startswith("AWS4-") and "Credential=" in auth:
+        rec.access_key = auth.split("Credential=", 1)[1].split("/", 1)[0]
+    elif "X-Amz-Credential" in query:
+        rec.access_key = query["X-Amz-Credential"].split("/", 1)[0]
+    rec.security_token = bool(environ.get("HTTP_X_AMZ_SECURITY_TOKEN") or query.get("X-Amz-Security-Token"))
 
     op = None
     if path.startswith("/moto-api"):
@@ -140,7 +157,8 @@ def _describe(environ: Dict[str, Any]) -> Request:
     elif service == "cloudfront":
         op = cloudfront_operation(method, path)
     elif service == "sts":
-        op = query.get("Action") or _form_action(environ)
+        rec.form = _form_params(environ) or dict(query)
+        op = rec.form.get("Action")
     rec.op = op or f"{method} {path}"
     return rec
 
@@ -261,7 +279,7 @@ class Fault:
 
 
 def _error_body(code: str, message: str, service: str) -> bytes:
-    if service == "cloudfront":
+    if service in ("cloudfront", "sts"):  # both answer errors in an <ErrorResponse>
         inner = f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
         return (f'<?xml version="1.0"?><ErrorResponse>{inner}<RequestId>injected</RequestId></ErrorResponse>').encode()
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'

@@ -153,6 +153,37 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_PART_SIZE", "-8MiB", "like 16MiB", id="negative"),
         bad("PLUGIN_PART_SIZE", '{"a": 1}', "like 16MiB", id="map"),
     ],
+    "session_token": [
+        Bad(env={"PLUGIN_SESSION_TOKEN": "a-token-without-keys", "AWS_ACCESS_KEY_ID": None,
+                 "AWS_SECRET_ACCESS_KEY": None}, names="PLUGIN_SESSION_TOKEN",
+            forms=("set access_key and secret_key too",), id="no-keys"),
+        Bad(env={"PLUGIN_ACCESS_KEY": "AKIAEXAMPLE", "PLUGIN_SECRET_KEY": "pair-secret-417",
+                  "PLUGIN_SESSION_TOKEN": "tok\nen"}, names="PLUGIN_SESSION_TOKEN",
+            forms=("give the key alone",), id="line-break"),
+    ],
+    "assume_role": [
+        bad("PLUGIN_ASSUME_ROLE", "arn:aws:iam::1234:role/x", "arn:aws:iam::123456789012:role/", id="short-account"),
+        bad("ASSUME_ROLE", "deploy", "arn:aws:iam::", id="alias-name-only"),
+    ],
+    "assume_role_session_name": [
+        Bad(env={"PLUGIN_ASSUME_ROLE": "arn:aws:iam::123456789012:role/deploy", "PLUGIN_ASSUME_ROLE_SESSION_NAME": "my session"},
+            names="PLUGIN_ASSUME_ROLE_SESSION_NAME", forms=("2-64 of A-Z a-z 0-9",), id="space"),
+        bad("PLUGIN_ASSUME_ROLE_SESSION_NAME", "deploy", "set assume_role too", id="without-role"),
+    ],
+    "external_id": [
+        Bad(env={"PLUGIN_ASSUME_ROLE": "arn:aws:iam::123456789012:role/deploy", "PLUGIN_EXTERNAL_ID": "x"},
+            names="PLUGIN_EXTERNAL_ID", forms=("2-1224 of",), id="short"),
+    ],
+    "oidc_token_id": [
+        Bad(env={"PLUGIN_ASSUME_ROLE": "arn:aws:iam::123456789012:role/deploy", "PLUGIN_OIDC_TOKEN_ID": "a b"},
+            names="PLUGIN_OIDC_TOKEN_ID", forms=("4 to 20,000 characters",), id="space"),
+        bad("PLUGIN_OIDC_TOKEN_ID", "eyJhbGciOi", "set assume_role too", id="without-role"),
+    ],
+    "profile": [
+        bad("PLUGIN_PROFILE", "no-such-profile", "AWS config or credentials file", id="unknown"),
+        Bad(env={"PLUGIN_PROFILE": "deploy", "PLUGIN_ACCESS_KEY": "AKIAEXAMPLE", "PLUGIN_SECRET_KEY": "pair-secret-417"},
+            names="PLUGIN_PROFILE", forms=("use one of them",), id="with-keys"),
+    ],
     "access_key": [
         Bad(env={"PLUGIN_ACCESS_KEY": "AKIA EXAMPLE", "PLUGIN_SECRET_KEY": "pair-secret-417"},
             names="PLUGIN_ACCESS_KEY", forms=("give the key alone",), id="space"),
