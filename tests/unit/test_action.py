@@ -39,8 +39,8 @@ def sync_step() -> Dict[str, Any]:
 
 
 def input_snippet(option: Option) -> str:
-    """What to paste into action.yml for a setting (shown when one is missing)."""
-    return (f"  {option.name}:\n    description: {json.dumps(option.help)}\n    required: false\n"
+    """What action.yml needs for a setting (shown when one is missing; scripts/update-action writes it)."""
+    return (f"run scripts/update-action, or add:\n  {option.name}:\n    description: {json.dumps(option.help)}\n    required: false\n"
             f"--- and in the sync step's env:\n        {option.env[0]}: ${{{{ inputs.{option.name} }}}}")
 
 
