@@ -568,7 +568,7 @@ def unknown_plugin_variables(environ: Mapping[str, str]) -> List[str]:
     candidates = {var[len("PLUGIN_"):].lower(): var for var in known if var.startswith("PLUGIN_")}
     warnings = []
     for var in sorted(environ):
-        if not var.startswith("PLUGIN_") or var in known:
+        if not var.startswith("PLUGIN_") or var in known or var.replace("-", "_").replace(".", "_") in known:
             continue
         text = f"{var} is not a setting of drone-s3-sync"
         hint = _VARIABLE_HINTS.get(var)
@@ -624,15 +624,28 @@ def unknown_setting_message(name: str) -> str:
 # ---------------------------------------------------------------- sources
 
 
+def spelled_variables(environ: Mapping[str, str]) -> Dict[str, str]:
+    """PLUGIN_* names as written, keyed by their canonical form.
+
+    Drone only upper-cases a setting's name, so `cache-control:` arrives as
+    PLUGIN_CACHE-CONTROL; Woodpecker also turns '-' and '.' into '_'. Both
+    spellings name the same setting.
+    """
+    return {var.replace("-", "_").replace(".", "_"): var for var in environ
+            if var.startswith("PLUGIN_") and ("-" in var or "." in var)}
+
+
 def from_environment(environ: Mapping[str, str]) -> Tuple[Dict[str, str], Dict[str, str]]:
     """Values and their variable names; the first non-empty variable of an option wins."""
     values, origin = {}, {}
+    spelled = spelled_variables(environ)
     for option in OPTIONS:
         for var in option.env:
-            value = environ.get(var)
+            name = var if var in environ else spelled.get(var, var)
+            value = environ.get(name)
             if value is not None and value.strip() != "":
                 values[option.name] = value
-                origin[option.name] = var
+                origin[option.name] = name
                 break
     return values, origin
 

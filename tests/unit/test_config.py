@@ -867,3 +867,20 @@ def test_retry_settings_from_a_file_and_flags(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         from_sources(["--config", str(cfg), "--read-timeout", "true"], {})
     assert info.value.setting == "--read-timeout"
+
+
+def test_drone_dashed_setting_names_are_read() -> None:
+    # Drone upper-cases `cache-control:` to PLUGIN_CACHE-CONTROL; Woodpecker writes PLUGIN_CACHE_CONTROL.
+    environ = {"PLUGIN_BUCKET": "b-1", "PLUGIN_CACHE-CONTROL": "max-age=60", "PLUGIN_CLOUDFRONT.DISTRIBUTION": "E1"}
+    s = from_sources([], environ)
+    assert s.cache_control == (("*", "max-age=60"),)
+    assert s.cloudfront_distribution == ("E1",)
+    assert config.unknown_plugin_variables(environ) == []
+    with pytest.raises(ConfigError) as info:
+        from_sources([], {"PLUGIN_BUCKET": "b-1", "PLUGIN_MAX-CONCURRENCY": "lots"})
+    assert info.value.setting == "PLUGIN_MAX-CONCURRENCY"  # named as written
+
+
+def test_the_underscore_spelling_wins_over_the_dashed_one() -> None:
+    s = from_sources([], {"PLUGIN_BUCKET": "b-1", "PLUGIN_CACHE-CONTROL": "dashed", "PLUGIN_CACHE_CONTROL": "plain"})
+    assert s.cache_control == (("*", "plain"),)
