@@ -224,9 +224,12 @@ def _walk(base: str, allow_external: bool) -> Tuple[List[Tuple[str, str]], List[
     found: List[Tuple[str, str]] = []
     notes: List[_Note] = []
     root = os.path.realpath(base)
-    stack = [(base, "", frozenset({root}))]
+    # Each folder travels with its resolved path: a plain subfolder's is its
+    # parent's plus its name, so only links cost a realpath() (one lstat per
+    # path component, which dominated the scan of large trees).
+    stack = [(base, root, "", frozenset({root}))]
     while stack:
-        folder, prefix, ancestors = stack.pop()
+        folder, folder_real, prefix, ancestors = stack.pop()
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
@@ -257,9 +260,9 @@ def _walk(base: str, allow_external: bool) -> Tuple[List[Tuple[str, str]], List[
                                        f"to follow it)", False))
                     continue
             if _is_dir(entry):
-                real = real or os.path.realpath(entry.path)
+                real = real or os.path.join(folder_real, entry.name)
                 if real not in ancestors:
-                    subfolders.append((entry.path, rel + "/", ancestors | {real}))
+                    subfolders.append((entry.path, real, rel + "/", ancestors | {real}))
             else:
                 found.append((rel, entry.path))
         stack.extend(reversed(subfolders))
