@@ -19,10 +19,10 @@ from typing import Dict, List, Optional, Sequence
 import xxhash
 from s3transfer.utils import ChunksizeAdjuster
 
+from .config import PART_SIZE  # noqa: F401 (the default `part_size`, re-exported for diff and pipeline)
 from .model import SLOTS
 
 MiB = 1024 * 1024
-PART_SIZE = 8 * MiB  # the default `part_size` setting: aws-cli's and s3transfer's default
 READ_SIZE = 4 * MiB
 # Part sizes other uploaders use by default: s3transfer/aws-cli 8 MiB, rclone 5 MiB,
 # s3cmd 15 MiB, MinIO mc and many SDKs 16 MiB, s5cmd 50 MiB, and round powers of two.

@@ -13,6 +13,11 @@ from typing import Any, Dict, Iterable, List, Optional
 ACTION_RE = re.compile(r"^(?:would )?(upload|update|redirect|delete) +(\S.*?)  \((.*)\)$")
 
 
+# aws-cli's layout, multipart from 8 MiB in 8 MiB parts: lets a few MiB of test
+# data exercise multipart uploads (the product's defaults are 100 MiB / 16 MiB).
+EIGHT_MIB_PARTS = {"multipart_threshold": "8MiB", "part_size": "8MiB"}
+
+
 def plugin_env(bucket: str, source: str = ".", target: str = "/", **settings: Any) -> Dict[str, str]:
     """PLUGIN_* variables the way Drone encodes a step's settings (maps as JSON)."""
     env = {"PLUGIN_BUCKET": bucket, "PLUGIN_SOURCE": str(source), "PLUGIN_TARGET": target}

@@ -24,7 +24,7 @@ import re
 from typing import Any, Dict, List
 
 import pytest
-from drone_run import action_map, ok, plugin_env, summary_counts
+from drone_run import EIGHT_MIB_PARTS, action_map, ok, plugin_env, summary_counts
 
 from conftest import STATE_NAME, is_state_key, read_state
 
@@ -81,7 +81,7 @@ def busy_site(s3_server: Any, s3: Any, bucket: str, make_tree: Any) -> Dict[str,
         s3.put_object(Bucket=bucket, Key="page.html", Body=PAGE.encode(), ContentType=HTML)
         s3.put_object(Bucket=bucket, Key="orphan.txt", Body=b"old")
     s3_server.reset()
-    env = plugin_env(bucket, delete=True, cache_control={"*.html": "max-age=60"})
+    env = plugin_env(bucket, delete=True, cache_control={"*.html": "max-age=60"}, **EIGHT_MIB_PARTS)
     return {"tree": tree, "env": env, "big": big}
 
 
@@ -183,6 +183,7 @@ def test_persistent_faults_on_some_keys(run_sync, s3_server, s3, bucket, make_tr
         s3.put_object(Bucket=bucket, Key="orphan.txt", Body=b"old")
     s3_server.reset()
     env = plugin_env(bucket, delete=True, cache_control={"*.html": "max-age=60"}, cloudfront_distribution=distribution,
+                     **EIGHT_MIB_PARTS,
                      redirects={"moved.html": "/page.html", "broken.html": "/page.html"}, max_attempts=3)
     faults = {
         "bad.txt": s3_server.inject("PutObject", key="bad.txt", times=None),
@@ -254,7 +255,7 @@ def test_failed_multipart_upload_is_aborted(run_sync, s3_server, s3, bucket, mak
     big = os.urandom(BIG)
     tree = make_tree({"big.bin": big, "small.txt": "s"})
     fault = s3_server.inject(op, key="big.bin", times=None)
-    proc = run_sync(plugin_env(bucket, max_attempts=2), cwd=tree)
+    proc = run_sync(plugin_env(bucket, max_attempts=2, **EIGHT_MIB_PARTS), cwd=tree)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert fault.hits >= 2
     assert failed_lines(proc.stdout) == {"big.bin": "InternalError: injected fault"}

@@ -15,7 +15,7 @@ import re
 from typing import Any, Dict, List
 
 import pytest
-from drone_run import action_map, actions, ok, plugin_env, summary_counts
+from drone_run import EIGHT_MIB_PARTS, action_map, actions, ok, plugin_env, summary_counts
 
 from conftest import STATE_NAME, is_state_key, state_key
 
@@ -240,7 +240,8 @@ def test_deletes_come_after_every_other_write_of_the_run(s3_server, s3, bucket, 
     (src / "big.bin").write_bytes(big)
 
     proc = ok(run_sync(plugin_env(bucket, target="/site", delete=True, max_concurrency=4,
-                                  cache_control={".css": "max-age=60"}, redirects={"old": "/keep.html"}),
+                                  cache_control={".css": "max-age=60"}, redirects={"old": "/keep.html"},
+                                  **EIGHT_MIB_PARTS),
                        cwd=src))
 
     verbs = {key: verb for key, (verb, _) in action_map(proc.stdout).items()}

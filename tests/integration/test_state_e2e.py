@@ -153,7 +153,7 @@ def test_second_run_and_fresh_checkout_need_one_list_and_one_get(s3_server, s3, 
     src = make_tree(files)
     settings = dict(cache_control={".html": "public, max-age=60", "assets/*": "public, max-age=31536000"},
                     metadata={"*.png": {"owner": "web"}}, acl={"img/*": "public-read"},
-                    redirects={"old/page.html": "/pages/01/index.html"})
+                    redirects={"old/page.html": "/pages/01/index.html"}, **drone_run.EIGHT_MIB_PARTS)
     env = plugin_env(bucket, delete=True, **settings)
     keys = sorted(["site/" + k for k in files] + ["site/old/page.html"])  # 30 objects
 

@@ -163,7 +163,7 @@ def test_sizes(raw: str, expected: int) -> None:
 
 def test_size_defaults() -> None:
     s = env_settings({})
-    assert (s.multipart_threshold, s.part_size) == (8 << 20, 8 << 20)
+    assert (s.multipart_threshold, s.part_size) == (100 << 20, 16 << 20)
 
 
 @pytest.mark.parametrize("raw, words", [

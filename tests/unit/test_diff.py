@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from drone_s3_sync import diff
 from drone_s3_sync.config import Settings, build_settings
+from drone_s3_sync.config import MULTIPART_THRESHOLD
 from drone_s3_sync.digest import Digest, MiB, candidate_part_sizes, our_part_size
 from drone_s3_sync.model import (
     Action,
@@ -471,7 +472,7 @@ def fake_multipart(content: str, part: int, size: int) -> str:
 
 def uploaded_etag(content: str, size: int) -> str:
     """What S3 reports for our upload: plain MD5 below the threshold, else our part size."""
-    if size < 8 * MiB:
+    if size < MULTIPART_THRESHOLD:
         return md5_of(content)
     return fake_multipart(content, our_part_size(size), size)
 

@@ -97,15 +97,15 @@ def test_empty_file(tmp_path: Path) -> None:
     "size, expected",
     [
         (1, PART_SIZE),
-        (18 * MiB, 8 * MiB),
-        (8 * MiB * 10000, 8 * MiB),
-        (8 * MiB * 10000 + 1, 16 * MiB),
-        (100 * GiB, 16 * MiB),
+        (18 * MiB, 16 * MiB),
+        (16 * MiB * 10000, 16 * MiB),
+        (16 * MiB * 10000 + 1, 32 * MiB),
         (200 * GiB, 32 * MiB),
+        (400 * GiB, 64 * MiB),
     ],
 )
 def test_our_part_size(size: int, expected: int) -> None:
-    assert PART_SIZE == 8 * MiB
+    assert PART_SIZE == 16 * MiB
     assert our_part_size(size) == expected
     assert math.ceil(size / our_part_size(size)) <= 10000
 
@@ -140,7 +140,7 @@ def test_candidate_part_sizes(size: int, parts: int, must_include: List[int]) ->
 
 
 def test_our_part_size_is_tried_first() -> None:
-    for size in (9 * MiB, 18 * MiB + 1, 100 * GiB, 700 * GiB + 3):
+    for size in (18 * MiB + 1, 40 * MiB, 100 * GiB, 700 * GiB + 3):
         ours = our_part_size(size)
         assert candidate_part_sizes(size, math.ceil(size / ours))[0] == ours
 
