@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
-from .errors import ConfigError, GuardError, SyncError
+from .errors import ConfigError, GuardError, Interrupted, SyncError
 from .redact import Redactor, one_line
 
 log = logging.getLogger("drone_s3_sync")
 
+# An interrupted run exits with 128 + the signal: 130 for SIGINT, 143 for SIGTERM.
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
@@ -40,9 +44,48 @@ def setup_logging(debug: bool, redact: Callable[[str], str]) -> None:
     log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted in the main thread, so the run stops
+    the way it does on Ctrl-C: uploads cancelled, multipart uploads aborted,
+    no deletes. A second signal ends the process at once. A signal the parent
+    process ignored stays ignored (as Python does for SIGINT). Also needed
+    because as PID 1 in a container a signal without a handler is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: List[int] = []
+
+    def handler(signum: int, frame) -> None:
+        if received:
+            sys.stderr.write(f"drone-s3-sync: {signal.Signals(signum).name} again; stopping now without "
+                             "waiting for requests in flight\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     code = run(sys.argv[1:] if argv is None else argv, os.environ)
     if argv is None:
+        if code > 128:
+            # Interrupted, and everything that matters is done (uploads cancelled,
+            # multipart uploads aborted). Threads still hashing a file or waiting
+            # for an answer to a read would hold the exit up: do not wait for them.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         sys.exit(code)
     return code
 
@@ -51,18 +94,21 @@ def run(argv: Sequence[str], environ) -> int:
     from . import config
 
     redact = Redactor(config.secrets_of(None, environ))
-    try:
-        return _run(argv, environ, redact)
-    except KeyboardInterrupt:
-        print("drone-s3-sync: interrupted; nothing was deleted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug, or an environment this code does not expect
-        debug = config.debug_of(environ)
-        hint = "" if debug else " (set DEBUG=1 for the traceback)"
-        print(f"drone-s3-sync: internal error: {redact(one_line(exc))}{hint}", file=sys.stderr)
-        if debug:
-            print(redact(traceback.format_exc()), file=sys.stderr, end="")
-        return EXIT_FAILED
+    with stop_on_signals():
+        try:
+            return _run(argv, environ, redact)
+        except KeyboardInterrupt as exc:
+            stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+            print(redact(f"drone-s3-sync: interrupted by {stop.signal_name}; "
+                         f"{stop.note or 'nothing was uploaded or deleted'}"), file=sys.stderr, flush=True)
+            return stop.exit_code
+        except Exception as exc:  # a bug, or an environment this code does not expect
+            debug = config.debug_of(environ)
+            hint = "" if debug else " (set DEBUG=1 for the traceback)"
+            print(f"drone-s3-sync: internal error: {redact(one_line(exc))}{hint}", file=sys.stderr)
+            if debug:
+                print(redact(traceback.format_exc()), file=sys.stderr, end="")
+            return EXIT_FAILED
 
 
 def _warn(warnings: Sequence[str]) -> None:

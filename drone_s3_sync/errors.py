@@ -30,3 +30,29 @@ class RemoteError(SyncError):
     """S3 or CloudFront refused a request that the whole run depends on."""
 
     exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM.
+
+    A KeyboardInterrupt, so code that already stops cleanly on Ctrl-C stops
+    the same way on SIGTERM. `note` says what the run had done when it stopped.
+    """
+
+    def __init__(self, signum: int, note: str = ""):
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.note = note
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"

@@ -4,12 +4,15 @@ return values."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
+import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_futures
 from functools import partial
 from typing import Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
@@ -19,7 +22,7 @@ from s3transfer.subscribers import BaseSubscriber
 from . import diff, guards
 from .config import Settings, secrets_of
 from .digest import PART_SIZE, Digest, file_digest
-from .errors import ConfigError, GuardError, RemoteError, SyncError
+from .errors import ConfigError, GuardError, Interrupted, RemoteError, SyncError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
 from .redact import Redactor
@@ -41,6 +44,31 @@ def hash_workers() -> int:
 
 
 WINDOW = 1000  # jobs in flight at once: a Future per file for 100,000 files costs ~100 MB
+# How long an interrupted run lets the requests already sent end (so that their
+# outcome is known and s3transfer aborts its multipart uploads itself) before it
+# aborts the multipart uploads still open and stops.
+STOP_WAIT = 5.0
+
+
+def upload_window(max_concurrency: int) -> int:
+    """Uploads handed to s3transfer at once: enough to keep every connection
+    busy with small files (one big file alone fills them with its parts)."""
+    return max(32, 4 * max_concurrency)
+
+
+@contextlib.contextmanager
+def thread_pool(workers: int, name: str) -> Iterator[ThreadPoolExecutor]:
+    """A ThreadPoolExecutor that, when the block is left by an exception
+    (Ctrl-C, SIGTERM), drops the jobs not yet started instead of running them
+    all first as the executor's own exit would, and does not wait for the
+    running ones."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def windowed(pool: ThreadPoolExecutor, jobs: Iterable[Tuple[K, Callable[[], V]]],
@@ -134,6 +162,8 @@ class Run:
         self.vouched: Set[str] = set()
         # The state object exists but could not be read: its entries are unknown.
         self.state_unread = False
+        self._phase = ""  # the write stage running: "transfer", "delete", "finish"
+        self._invalidated: Set[str] = set()  # distributions invalidated by this run
 
     def execute(self) -> Summary:
         started = time.monotonic()
@@ -144,7 +174,7 @@ class Run:
         # (names that differ only in Unicode normalisation).
         self._refuse_clashes(files_named(settings.source_path(), [rel for rel, _ in settings.redirects]))
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
+        with thread_pool(1, "list") as lister:
             listing = lister.submit(self._list_with_state)
             try:
                 scanned = scan(settings.source_path(), settings.target,
@@ -202,10 +232,16 @@ class Run:
                 raise GuardError(refusal)
             self.reporter.skipped(plan.of(Kind.SKIP))
             stored = self._retire_stale_entries(plan, state_exists, stored, remotes)
-            summary.outcomes.extend(self._transfer(plan))
-            summary.outcomes.extend(self._delete(plan, summary))
-            self._save_state(summary, remotes, digests, stored)
-            self._invalidate(summary)
+            try:
+                self._phase = "transfer"
+                self._transfer(plan, summary.outcomes)
+                self._phase = "delete"
+                summary.outcomes.extend(self._delete(plan, summary))
+                self._phase = "finish"
+                self._save_state(summary, remotes, digests, stored)
+                self._invalidate(summary)
+            except KeyboardInterrupt as exc:
+                raise self._interrupted(exc, summary) from None
         summary.seconds = time.monotonic() - started
         self.reporter.summary(summary)
         return summary
@@ -222,10 +258,10 @@ class Run:
         """Digests of the files that could be unchanged, and the headers of their
         objects: from the state where it vouches for them, else from S3.
         Returns (digests, details, {key: header read error}, {key: file read error})."""
-        with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
+        with thread_pool(hash_workers(), "hash") as hasher:
             digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size)
             details = diff.known_details(remotes, state)
-            with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="head") as heads:
+            with thread_pool(self.settings.max_concurrency, "head") as heads:
                 fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
                                                 heads)
             # Keys whose headers only the state vouches for: a header copy of one of
@@ -302,7 +338,7 @@ class Run:
         written = [o.action for o in summary.outcomes
                    if o.ok and o.action.kind is Kind.UPLOAD and o.action.key not in digests]
         if written:  # new files were never hashed; they are in the page cache now
-            with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
+            with thread_pool(hash_workers(), "hash") as hasher:
                 digests = dict(digests)
                 digests.update(hash_files([a.local for a in written], {}, hasher, everything=True)[0])
         entries = next_state(summary, remotes, digests, self.store.written_etags)
@@ -315,13 +351,15 @@ class Run:
             # The sync itself succeeded; the next run checks objects with S3 instead.
             self.reporter.warn(f"cannot write the state object {key}: {error_text(exc)}")
 
-    def _transfer(self, plan: Plan) -> List[Outcome]:
-        """Uploads (s3transfer), header updates (copy) and redirects (zero-byte PUT)."""
+    def _transfer(self, plan: Plan, outcomes: List[Outcome]) -> None:
+        """Header updates (metadata-only copy) and redirects (zero-byte PUT), then
+        uploads (s3transfer). Each outcome is appended to `outcomes` as it ends,
+        so an interrupted run still knows what it changed. A bounded window of
+        each is in flight: memory does not grow with the number of files."""
         uploads = plan.of(Kind.UPLOAD)
         others = plan.of(Kind.UPDATE, Kind.REDIRECT)
         if not uploads and not others:
-            return []
-        outcomes: List[Outcome] = []
+            return
         lock = threading.Lock()
         reporter = self.reporter
 
@@ -333,44 +371,96 @@ class Run:
 
         reporter.begin_transfer(sum(a.size for a in uploads), len(uploads) + len(others))
         try:
-            futures = []
-            subscriber = _ProgressSubscriber(reporter)
-            for action in uploads:
-                futures.append((action, time.monotonic(), self.store.upload(
-                    action.local.path, action.key, action.headers, action.md5, subscribers=[subscriber])))
-
-            def run_one(action: Action) -> None:
-                started = time.monotonic()
-                try:
-                    if action.kind is Kind.REDIRECT:
-                        self.store.put_redirect(action.key, action.headers)
-                    else:
-                        remote = action.remote
-                        if action.key in self.vouched:
-                            remote = self.store.details(action.key, with_acl=False)
-                        self.store.copy_headers(action.key, action.headers, remote)
-                except (ClientError, BotoCoreError) as exc:
-                    finish(action, error_text(exc), started)
-                else:
-                    finish(action, "", started)
-
-            with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="copy") as pool:
-                for _ in pool.map(run_one, others):
-                    pass
-            for action, started, future in futures:
-                try:
-                    future.result()
-                except Exception as exc:  # botocore, OS and s3transfer's own error types alike
-                    finish(action, upload_error_text(exc, action.local.path), started)
-                else:
-                    finish(action, "", started)
-        except BaseException:
-            self.store.shutdown(cancel=True)
-            raise
+            self._rewrite_headers(others, finish)
+            self._upload(uploads, finish)
         finally:
             reporter.end_transfer()
+
+    def _rewrite_headers(self, actions: Sequence[Action], finish: Callable[[Action, str, float], None]) -> None:
+        def run_one(action: Action) -> None:
+            started = time.monotonic()
+            try:
+                if action.kind is Kind.REDIRECT:
+                    self.store.put_redirect(action.key, action.headers)
+                else:
+                    remote = action.remote
+                    if action.key in self.vouched:
+                        remote = self.store.details(action.key, with_acl=False)
+                    self.store.copy_headers(action.key, action.headers, remote)
+            except (ClientError, BotoCoreError) as exc:
+                finish(action, error_text(exc), started)
+            else:
+                finish(action, "", started)
+
+        if not actions:
+            return
+        pending: Deque[Future] = deque()
+        pool = ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="copy")
+        try:
+            for action in actions:
+                pending.append(pool.submit(run_one, action))
+                if len(pending) >= WINDOW:
+                    pending[0].result()
+                    pending.popleft()
+            while pending:
+                pending[0].result()
+                pending.popleft()
+        except BaseException:
+            # Nothing new starts; the copies already sent may end, so that
+            # their outcomes are known (and invalidated).
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait_futures(pending, timeout=STOP_WAIT)
+            raise
+        pool.shutdown(wait=True)
+
+    def _upload(self, actions: Sequence[Action], finish: Callable[[Action, str, float], None]) -> None:
+        """At most `upload_window` uploads are with s3transfer at a time; each
+        is settled (and reported) as it ends."""
+        if not actions:
+            return
+        ended: "queue.Queue[Tuple[Action, float, object]]" = queue.Queue()
+        progress = _ProgressSubscriber(self.reporter)
+        limit = upload_window(self.settings.max_concurrency)
+        in_flight = 0
+
+        def settle(item, interrupted: bool = False) -> None:
+            action, started, future = item
+            try:
+                future.result()
+            except Exception as exc:  # botocore, OS and s3transfer's own error types alike
+                if not interrupted:  # else: cancelled by the interruption, not failed
+                    finish(action, upload_error_text(exc, action.local.path), started)
+            else:
+                finish(action, "", started)
+
+        try:
+            for action in actions:
+                while in_flight >= limit:
+                    settle(ended.get())
+                    in_flight -= 1
+                started = time.monotonic()
+                try:
+                    self.store.upload(action.local.path, action.key, action.headers, action.md5,
+                                      subscribers=[progress, _Ended(ended, action, started)])
+                except Exception as exc:  # s3transfer checks its arguments before it queues anything
+                    finish(action, upload_error_text(exc, action.local.path), started)
+                    continue
+                in_flight += 1
+            while in_flight:
+                settle(ended.get())
+                in_flight -= 1
+        except BaseException as exc:
+            for key, reason in self.store.stop_uploads(exc, STOP_WAIT):
+                self.reporter.warn(f"cannot abort the unfinished multipart upload of {key} ({reason}); "
+                                   "its parts stay stored until aborted or a lifecycle rule removes them")
+            # Uploads that ended while stopping did change the bucket.
+            while True:
+                try:
+                    settle(ended.get_nowait(), interrupted=True)
+                except queue.Empty:
+                    break
+            raise
         self.store.shutdown()
-        return outcomes
 
     def _delete(self, plan: Plan, summary: Summary) -> List[Outcome]:
         """Deletes run last, and only when every write before them succeeded."""
@@ -395,21 +485,66 @@ class Run:
         keys = [a.key for a in actions if a.kind is not Kind.SKIP]
         return invalidation_paths(keys, root=self.settings.target)
 
-    def _invalidate(self, summary: Summary) -> None:
+    def _invalidate(self, summary: Summary, extra: Sequence[Action] = (), quick: bool = False) -> None:
         """Invalidate exactly the paths this run changed; nothing when nothing changed."""
         if not self.settings.cloudfront_distribution:
             return
-        paths = self._paths([o.action for o in summary.outcomes if o.ok])
+        paths = self._paths([o.action for o in summary.outcomes if o.ok] + list(extra))
         summary.invalidation_paths = paths
         if not paths:
             return
-        client = self.cloudfront or self.store.cloudfront_client()
+        client = self.cloudfront or self.store.cloudfront(quick=quick)
         for distribution in self.settings.cloudfront_distribution:
+            if distribution in self._invalidated:
+                continue
             try:
                 summary.invalidation_ids.append(
                     create_invalidation(client, distribution, paths, caller_reference=new_caller_reference()))
+                self._invalidated.add(distribution)
             except (ClientError, BotoCoreError) as exc:
                 summary.errors.append(f"CloudFront invalidation of {distribution} failed: {error_text(exc)}")
+
+    def _interrupted(self, exc: KeyboardInterrupt, summary: Summary) -> Interrupted:
+        """After Ctrl-C or SIGTERM in the write stages: invalidate what did change
+        (a later run finds those objects unchanged and would never invalidate
+        them), and say what was done. The state object is not written: the one
+        in the bucket stays correct (an entry vouches for an object only while
+        its ETag is unchanged, and entries for headers changed in place were
+        dropped before any change), so the next run checks what this one
+        wrote against S3 and finishes the job."""
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        deletes = summary.plan.of(Kind.DELETE)
+        # Deletes are sent in batches; which of them were done before the
+        # interruption is unknown, so every planned one is invalidated.
+        maybe_deleted = deletes if self._phase == "delete" else []
+        try:
+            self._invalidate(summary, extra=maybe_deleted, quick=True)
+        except KeyboardInterrupt:
+            pass
+        writes = len(summary.plan.actions) - len(summary.plan.of(Kind.SKIP)) - len(deletes)
+        done = sum(1 for o in summary.outcomes if o.ok and o.action.kind is not Kind.DELETE)
+        notes = [f"{done} of {writes} uploads and header updates done"] if writes else []
+        if self._phase == "transfer":
+            notes.append("unfinished uploads were cancelled and nothing was deleted")
+        elif self._phase == "delete":
+            notes.append(f"{len(deletes)} delete(s) were under way")
+        else:
+            notes.append("every change was made")
+        if self._invalidated:
+            notes.append(f"CloudFront invalidated for the {len(summary.invalidation_paths)} path(s) changed")
+        notes.append("run again to finish")
+        stop.note = "; ".join(notes)
+        return stop
+
+
+class _Ended(BaseSubscriber):
+    """Queues an upload's future when it has ended, however it ended."""
+
+    def __init__(self, ended: "queue.Queue", action: Action, started: float):
+        self.ended, self.action, self.started = ended, action, started
+
+    def on_done(self, future, **kwargs):
+        self.ended.put((self.action, self.started, future))
 
 
 class _ProgressSubscriber(BaseSubscriber):

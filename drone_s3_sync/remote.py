@@ -224,15 +224,36 @@ class Store:
         # The ETag S3 returns for each object this run writes, for the state object.
         self.written_etags: Dict[str, str] = {}
         self._etag_lock = threading.Lock()
+        # Multipart uploads begun and not yet completed or aborted: {upload id: key}.
+        self._open_uploads: Dict[str, str] = {}
         events = self.client.meta.events
-        for operation in ("PutObject", "CopyObject", "CompleteMultipartUpload"):
+        for operation in ("PutObject", "CopyObject", "CreateMultipartUpload", "CompleteMultipartUpload",
+                          "AbortMultipartUpload"):
             events.register(f"before-parameter-build.s3.{operation}", self._remember_key)
+        for operation in ("PutObject", "CopyObject", "CompleteMultipartUpload"):
             events.register(f"after-call.s3.{operation}", self._record_etag)
         events.register("before-parse.s3.ListObjectsV2", _take_listing)
+        events.register("after-call.s3.CreateMultipartUpload", self._upload_opened)
+        for operation in ("CompleteMultipartUpload", "AbortMultipartUpload"):
+            events.register(f"after-call.s3.{operation}", self._upload_closed)
 
     @staticmethod
     def _remember_key(params, context, **kwargs):
         context["drone_s3_sync_key"] = params.get("Key")
+        context["drone_s3_sync_upload_id"] = params.get("UploadId")
+
+    def _upload_opened(self, parsed, context, **kwargs):
+        upload_id = parsed.get("UploadId")
+        if upload_id:
+            with self._etag_lock:
+                self._open_uploads[upload_id] = context.get("drone_s3_sync_key") or parsed.get("Key") or ""
+
+    def _upload_closed(self, http_response, context, **kwargs):
+        upload_id = context.get("drone_s3_sync_upload_id")
+        # 404 NoSuchUpload: already gone. Anything else failed and leaves it open.
+        if upload_id and (http_response.status_code < 300 or http_response.status_code == 404):
+            with self._etag_lock:
+                self._open_uploads.pop(upload_id, None)
 
     def _record_etag(self, parsed, context, **kwargs):
         key = context.get("drone_s3_sync_key")
@@ -335,6 +356,14 @@ class Store:
         return self.manager().upload(path, self.bucket, key, extra_args=self.header_args(headers, md5),
                                      subscribers=subscribers)
 
+    def cloudfront(self, quick: bool = False):
+        """A CloudFront client retrying like the S3 one; `quick`: short timeouts and
+        two attempts, for a run that is stopping."""
+        if not quick:
+            return self.session.client("cloudfront", config=Config(**retry_options(self.settings)))
+        return self.session.client("cloudfront", config=Config(
+            connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}))
+
     def put_redirect(self, key: str, headers: ObjectHeaders) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=b"", **self.header_args(headers))
 
@@ -367,10 +396,44 @@ class Store:
                 failures.append((err.get("Key", ""), f"{err.get('Code')}: {err.get('Message')}"))
         return failures
 
-    def cloudfront_client(self):
-        return self.session.client("cloudfront", config=Config(**retry_options(self.settings)))
+    def open_uploads(self) -> List[Tuple[str, str]]:
+        """(key, upload id) of multipart uploads begun and neither completed nor aborted."""
+        with self._etag_lock:
+            return sorted((key, upload_id) for upload_id, key in self._open_uploads.items())
 
-    def shutdown(self, cancel: bool = False) -> None:
+    def shutdown(self) -> None:
+        """Waits for every upload started to finish."""
         if self._manager is not None:
-            self._manager.shutdown(cancel=cancel)
+            self._manager.shutdown()
             self._manager = None
+
+    def stop_uploads(self, reason: BaseException, wait: float) -> List[Tuple[str, str]]:
+        """Cancels every unfinished upload and aborts its multipart upload, so no
+        parts are left behind to be stored (and billed) without an object.
+
+        s3transfer cancels the transfers, lets the requests in flight end and
+        aborts each cancelled multipart upload. That waits at most `wait`
+        seconds (a request can hang until its read timeout); then the uploads
+        still open are aborted here. Returns (key, reason) for each that could
+        not be aborted.
+        """
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            # TransferManager's context-manager exit is what cancels every
+            # tracked transfer (a KeyboardInterrupt as CancelledError) and then
+            # waits; its shutdown(cancel=True) passes its arguments in the wrong
+            # order and raises TypeError (boto/s3transfer#143).
+            waiter = threading.Thread(target=manager.__exit__, args=(type(reason), reason, None),
+                                      name="upload-stop", daemon=True)
+            waiter.start()
+            waiter.join(wait)
+        failures = []
+        for key, upload_id in self.open_uploads():
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    failures.append((key, error_text(exc)))
+            except BotoCoreError as exc:
+                failures.append((key, error_text(exc)))
+        return failures

@@ -453,11 +453,32 @@ class RecordingMotoServer:
         return [r for r in self.requests if _is_write(r) and (bucket is None or r.bucket == bucket)]
 
 
+def _give_multipart_objects_an_acl() -> None:
+    """An object completed from a multipart upload begun without an ACL header
+    gets no ACL at all in moto, and GetObjectAcl on it then fails with 500.
+    S3 gives it the private ACL, as for PutObject without one."""
+    from moto.s3.models import S3Backend, get_canned_acl
+
+    original = S3Backend.complete_multipart_upload
+    if getattr(original, "gives_private_acl", False):
+        return
+
+    def complete_multipart_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        key = original(self, *args, **kwargs)
+        if key is not None and key.acl is None:
+            key.set_acl(get_canned_acl("private"))
+        return key
+
+    complete_multipart_upload.gives_private_acl = True  # type: ignore[attr-defined]
+    S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[RecordingMotoServer]:
     # werkzeug logs one INFO line per request; thousands of them would bury
     # the output of a failing test.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    _give_multipart_objects_an_acl()
     server = RecordingMotoServer()
     server.start()
     try:
@@ -645,6 +666,32 @@ def _command() -> List[str]:
     return [found] if found else [sys.executable, "-m", "drone_s3_sync"]
 
 
+def command_env(s3_server: RecordingMotoServer, home: str,
+                env: Optional[Mapping[str, Optional[str]]] = None) -> Dict[str, str]:
+    """The command's whole environment: the fake account and the local server,
+    then `env` (a None value removes a variable)."""
+    full_env: Dict[str, str] = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(Path(home) / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(Path(home) / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_CLOUDFRONT": s3_server.endpoint,
+        "AWS_ENDPOINT_URL_STS": s3_server.endpoint,
+        "PLUGIN_ENDPOINT": s3_server.endpoint,
+    }
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    return full_env
+
+
 @pytest.fixture
 def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "subprocess.CompletedProcess[str]"]:
     """Run the installed command the way Drone would: env only, no inherited state."""
@@ -657,26 +704,7 @@ def run_sync(s3_server: RecordingMotoServer, clean_env: Path) -> Callable[..., "
         timeout: float = 120,
         wrapper: Sequence[str] = (),
     ) -> "subprocess.CompletedProcess[str]":
-        home = os.environ.get("HOME", str(clean_env))
-        full_env: Dict[str, str] = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "HOME": home,
-            "LANG": "C.UTF-8",
-            "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_CONFIG_FILE": str(Path(home) / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(Path(home) / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_ENDPOINT_URL_CLOUDFRONT": s3_server.endpoint,
-            "AWS_ENDPOINT_URL_STS": s3_server.endpoint,
-            "PLUGIN_ENDPOINT": s3_server.endpoint,
-        }
-        for name, value in (env or {}).items():
-            if value is None:
-                full_env.pop(name, None)
-            else:
-                full_env[name] = value
+        full_env = command_env(s3_server, os.environ.get("HOME", str(clean_env)), env)
         # `wrapper`: a command line that runs the command, e.g. with fewer privileges.
         cmd = [str(w) for w in wrapper] + _command() + [str(a) for a in args]
         proc = subprocess.run(

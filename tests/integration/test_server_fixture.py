@@ -335,3 +335,13 @@ def test_delay_without_answer_only_slows_down(s3_server, s3, bucket):
 
 def test_faults_are_cleared_between_tests(s3_server):
     assert s3_server._faults == []
+
+
+def test_multipart_object_without_acl_header_is_private_like_s3(s3_server, s3, bucket):
+    # moto alone leaves such an object without any ACL and fails GetObjectAcl with 500.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="big")
+    part = s3.upload_part(Bucket=bucket, Key="big", UploadId=up["UploadId"], PartNumber=1, Body=b"x")
+    s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    acl = s3.get_object_acl(Bucket=bucket, Key="big")
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]

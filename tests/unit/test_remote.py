@@ -13,7 +13,7 @@ from drone_s3_sync.remote import CONNECT_TIMEOUT, Store
                                                         ({"max_attempts": "1"}, 1, 60.0)])
 def test_clients_retry_in_standard_mode_with_total_attempts(values, attempts, timeout):
     store = Store(Settings.create(bucket="my-bucket", endpoint="http://127.0.0.1:9", **values))
-    for client in (store.client, store.cloudfront_client()):
+    for client in (store.client, store.cloudfront()):
         config = client.meta.config
         # total_max_attempts counts the first attempt; botocore's own `max_attempts` would not.
         assert config.retries == {"mode": "standard", "total_max_attempts": attempts}
