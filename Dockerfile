@@ -19,7 +19,8 @@ WORKDIR /src
 # Only what the build needs; see also .dockerignore.
 COPY setup.cfg setup.py README.md ./
 COPY drone_s3_sync/ drone_s3_sync/
-RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
+# With the brotli extra: the image can `compress: br` (brotli ships manylinux wheels).
+RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels ".[brotli]"
 
 # ---- final image: the installed wheels, nothing else ----
 FROM python:3.12-slim
@@ -29,7 +30,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The wheels are bind-mounted from the builder for this one step, so neither
 # they nor a pip cache end up in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --pre --find-links=/wheels drone-s3-sync \
+    pip install --no-cache-dir --no-index --pre --find-links=/wheels "drone-s3-sync[brotli]" \
  && useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin drone \
  && drone-s3-sync --help >/dev/null
 

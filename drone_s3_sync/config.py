@@ -194,6 +194,59 @@ def _check_acl(name: str) -> Callable[[str, str], str]:
     return check
 
 
+COMPRESS_VALUES = ("gzip", "br", "none")
+COMPRESS_FORMS = ('use gzip, br or none for every file, a map of pattern to gzip/br/none like '
+                  '{".html": "br", ".css": "gzip", "*.min.js": "none"}, or a list of extensions to gzip like .html,.css,.js')
+_EXTENSION = re.compile(r"^\.[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*$")
+
+
+def _check_compress(name: str) -> Callable[[str, str], str]:
+    def check(value: str, where: str) -> str:
+        lowered = value.lower()
+        if lowered in COMPRESS_VALUES:
+            return lowered
+        hint = {"brotli": " (brotli is 'br', its Content-Encoding name)", "true": " (for gzip write gzip)",
+                "yes": " (for gzip write gzip)", "on": " (for gzip write gzip)", "false": " (write none)",
+                "no": " (write none)", "off": " (write none)"}.get(lowered, "")
+        if not hint:
+            close = difflib.get_close_matches(lowered, COMPRESS_VALUES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(name, f"{where}{value!r} is not a compression{hint}; {COMPRESS_FORMS}")
+
+    return check
+
+
+def parse_compress(name: str, raw: Any) -> Rules:
+    """`compress`: rules like cache_control's whose values are gzip, br or none;
+    also a list of extensions (Drone and Woodpecker send a YAML list comma-joined)
+    that are all gzipped. Refuses br when the optional Brotli package is missing."""
+    value = _json_or_value(name, raw, COMPRESS_FORMS)
+    if isinstance(value, list) or (isinstance(value, str) and value.startswith(".")):
+        items = value if isinstance(value, list) else value.split(",")
+        rules = []
+        for item in items:
+            text = _header_value(name, item, "list item: ") if not isinstance(item, str) else item.strip()
+            if not text:
+                continue
+            if not _EXTENSION.match(text):
+                raise ConfigError(name, f"{text!r} is not an extension like .html (a list names extensions to gzip); "
+                                        f"{COMPRESS_FORMS}")
+            rules.append((text, "gzip"))
+        if not rules:
+            raise ConfigError(name, f"the list names no extension; {COMPRESS_FORMS}")
+        return tuple(rules)
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(name, f"empty value; {COMPRESS_FORMS}")
+    rules = parse_rules(name, value, _check_compress(name))
+    if any(encoding == "br" for _, encoding in rules):
+        from .compress import BROTLI_HINT, brotli_module
+
+        if brotli_module() is None:
+            raise ConfigError(name, f"br (brotli) needs the Brotli package, which is not installed: {BROTLI_HINT} "
+                                    "(or compress with gzip)")
+    return rules
+
+
 _META_NAME = re.compile(r"^[A-Za-z0-9!#$&'*+.^_`|~-]+$")
 
 
@@ -443,6 +496,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
     Option("content_type", ("PLUGIN_CONTENT_TYPE",), parse_rules, "Content-Type for all files, or a map of '.ext'/glob to type. Default: built-in table.", "TYPE|MAP"),
     Option("content_encoding", ("PLUGIN_CONTENT_ENCODING",), parse_rules, "Content-Encoding for all files, or a map of '.ext'/glob to encoding. Default: none.", "ENC|MAP"),
+    Option("compress", ("PLUGIN_COMPRESS",), parse_compress, "Compress files on the fly for upload, with Content-Encoding set: gzip, br (brotli; needs drone-s3-sync[brotli]) or none for all files, a map of '.ext'/glob to gzip/br/none, or a list of extensions to gzip (.html,.css,.js). Deterministic output: unchanged files are not uploaded again. Default: none.", "ENC|MAP|LIST"),
     Option("cache_control", ("PLUGIN_CACHE_CONTROL",), parse_rules, "Cache-Control for all files, or a map of '.ext'/glob to value. Default: none.", "VALUE|MAP"),
     Option("metadata", ("PLUGIN_METADATA",), parse_metadata, "User metadata: a map for all files, or a map of glob to map.", "MAP"),
     Option("redirects", ("PLUGIN_REDIRECTS",), parse_redirects, "Map of key (relative to the target) to redirect location, written as zero-byte objects with x-amz-website-redirect-location.", "MAP"),
@@ -485,6 +539,7 @@ class Settings:
     acl: Rules = ()
     content_type: Rules = ()
     content_encoding: Rules = ()
+    compress: Rules = ()
     cache_control: Rules = ()
     metadata: MetadataRules = ()
     redirects: Tuple[Tuple[str, str], ...] = ()

@@ -40,11 +40,32 @@ def header_differences(desired: ObjectHeaders, remote: ObjectHeaders) -> List[st
     return names
 
 
+def object_size(local: LocalFile, digest: Optional[Digest]) -> Optional[int]:
+    """The size of the object made from `local`: the file's size, or for a
+    compressed file the compressed size, None while it was not compressed."""
+    if local.encoding is None:
+        return local.size
+    return digest.size if digest is not None else None
+
+
 def hash_needs(local: LocalFile, remote: Optional[RemoteObject], entry: Optional[Entry] = None,
                part_size: int = PART_SIZE) -> Optional[Tuple[bool, List[int]]]:
     """(need the MD5?, multipart part sizes to try) or None when no hash can help.
     The fast xxh3 digest is always computed; with a valid state entry it is all
-    that is needed."""
+    that is needed.
+
+    For a compressed file "the MD5" means compressing it: its size, MD5 and
+    multipart ETags are those of the compressed bytes. It is compressed unless
+    the state settles it, new files included: the plan shows their compressed
+    size, and the bytes are kept for the upload."""
+    if local.encoding is not None:
+        if entry is not None and entry.xxh and entry.describes(remote):
+            return False, []  # the source's fingerprint decides; compressed only if it changed
+        if remote is None:
+            return True, []
+        _, parts = parse_etag(remote.etag)
+        # Part sizes that fit the object's size: if the compressed size differs, it changed anyway.
+        return True, candidate_part_sizes(remote.size, parts, part_size) if parts else []
     if remote is None or remote.size != local.size:
         return None
     if entry is not None and entry.xxh and entry.describes(remote):
@@ -104,13 +125,14 @@ def known_details(remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry
 
 
 def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], settings: Settings,
-                 known: Mapping[str, RemoteDetails]) -> Set[str]:
+                 known: Mapping[str, RemoteDetails], digests: Mapping[str, Digest] = {}) -> Set[str]:
     """Keys whose HeadObject/GetObjectAcl the plan depends on and that are not yet known."""
     # Every same-size object: its headers and ACL decide between skip and update
     # when the content matches, and its encryption and recorded MD5 decide when
     # the ETag alone cannot (SSE-KMS, multipart of an unknown part size).
     keys = {local.key for local in locals_
-            if local.key not in known and (remote := remotes.get(local.key)) is not None and remote.size == local.size}
+            if local.key not in known and (remote := remotes.get(local.key)) is not None
+            and remote.size == object_size(local, digests.get(local.key))}
     for key, _, _ in redirect_keys(settings):
         remote = remotes.get(key)
         if remote is not None and remote.size == 0 and key not in known:
@@ -142,7 +164,7 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
         if local.key in redirect_set:
             continue  # the redirect takes the key; make_plan's caller reports the clash
         written.add(local.key)
-        desired = rules.headers_for(local.rel, local.path)
+        desired = rules.headers_for(local.rel, local.path, encoding=local.encoding)
         actions.append(_file_action(local, desired, remotes.get(local.key), digests.get(local.key),
                                     details.get(local.key), state.get(local.key)))
     for key, rel, location in redirects:
@@ -165,21 +187,26 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
 def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[RemoteObject],
                  digest: Optional[Digest], detail: Optional[RemoteDetails], entry: Optional[Entry]) -> Action:
     md5 = digest.md5 if digest and needs_md5_metadata(detail) else None
+    # What the object would hold: a compressed file not compressed in this run
+    # (the state settled it) has the size of the object the state describes.
+    size = object_size(local, digest)
     if remote is None:
-        return Action(Kind.UPLOAD, local.key, Reason.NEW, local, desired, local.size)
-    if remote.size != local.size:
-        return Action(Kind.UPLOAD, local.key, Reason.SIZE, local, desired, local.size, md5=md5)
+        return Action(Kind.UPLOAD, local.key, Reason.NEW, local, desired, local.size if size is None else size)
+    if size is not None and remote.size != size:
+        return Action(Kind.UPLOAD, local.key, Reason.SIZE, local, desired, size, md5=md5)
+    size = remote.size
     if not content_matches(remote, digest, detail, entry):
-        return Action(Kind.UPLOAD, local.key, Reason.CONTENT, local, desired, local.size, md5=md5)
+        return Action(Kind.UPLOAD, local.key, Reason.CONTENT, local, desired, object_size(local, digest) or size,
+                      md5=md5)
     if detail is None:  # headers unknown: the pipeline always fetches them; stay safe anyway
-        return Action(Kind.UPDATE, local.key, Reason.HEADERS, local, desired, local.size, detail="unknown")
+        return Action(Kind.UPDATE, local.key, Reason.HEADERS, local, desired, size, detail="unknown")
     changed = header_differences(desired, detail.headers)
     if not changed:
-        return Action(Kind.SKIP, local.key, Reason.UNCHANGED, local, desired, local.size)
+        return Action(Kind.SKIP, local.key, Reason.UNCHANGED, local, desired, size)
     reason = Reason.ACL if changed == ["acl"] else Reason.HEADERS
-    if local.size > COPY_LIMIT:  # CopyObject cannot copy it; upload the bytes again
-        return Action(Kind.UPLOAD, local.key, reason, local, desired, local.size, ", ".join(changed), md5=detail.md5)
-    return Action(Kind.UPDATE, local.key, reason, local, desired, local.size, ", ".join(changed), remote=detail)
+    if size > COPY_LIMIT:  # CopyObject cannot copy it; upload the bytes again
+        return Action(Kind.UPLOAD, local.key, reason, local, desired, size, ", ".join(changed), md5=detail.md5)
+    return Action(Kind.UPDATE, local.key, reason, local, desired, size, ", ".join(changed), remote=detail)
 
 
 def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteObject],

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import xxhash
 from s3transfer.utils import ChunksizeAdjuster
@@ -87,19 +88,76 @@ def _read_buffer() -> bytearray:
 
 @dataclass(**SLOTS)
 class Digest:
-    md5: Optional[str] = None  # hex, of the whole file
+    """Digests of what an object made from a local file would hold.
+
+    For a file uploaded as it is, `md5` and `multipart` are those of its bytes
+    and `xxh` is their xxh3-128. For a file the `compress` setting compresses,
+    `md5`, `multipart` and `size` are those of the compressed bytes, and `xxh`
+    is `<encoding>:<xxh3-128 of the source file>` (see `fingerprint`): what the
+    state object records, so that an unchanged file is settled without being
+    compressed at all.
+    """
+
+    md5: Optional[str] = None  # hex, of the whole file (of the compressed bytes for a compressed file)
     multipart: Dict[int, str] = field(default_factory=dict)  # part size -> "hex-N"
     xxh: Optional[str] = None  # xxh3-128 hex: ~20x faster than MD5, compared with the state object
+    size: Optional[int] = None  # a compressed file's compressed size; None: not compressed (yet)
 
 
-def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = ()) -> Digest:
+def fingerprint(xxh: str, encoding: Optional[str]) -> str:
+    """What the state records for the bytes an object was made from: the source
+    file's xxh3-128, prefixed with the compression applied to it. An entry for
+    a gzip object never matches the same file compressed with br or uploaded
+    as it is (nor is taken for it by an older release, which compares plain digests)."""
+    return f"{encoding}:{xxh}" if encoding else xxh
+
+
+class _Etags:
+    """The MD5 of a byte stream and its multipart ETag for each part size."""
+
+    def __init__(self, md5: bool, part_sizes: Sequence[int]):
+        self.whole = hashlib.md5() if md5 else None
+        self.part_sizes = tuple(part_sizes)
+        self.parts: Dict[int, List[bytes]] = {size: [] for size in self.part_sizes}
+        self.current = {size: hashlib.md5() for size in self.part_sizes}
+        self.filled = {size: 0 for size in self.part_sizes}
+        self.size = 0
+
+    def update(self, chunk) -> None:
+        count = len(chunk)
+        self.size += count
+        if self.whole is not None:
+            self.whole.update(chunk)
+        for size in self.part_sizes:
+            offset = 0
+            while offset < count:
+                take = min(size - self.filled[size], count - offset)
+                self.current[size].update(chunk[offset:offset + take])
+                self.filled[size] += take
+                offset += take
+                if self.filled[size] == size:
+                    self.parts[size].append(self.current[size].digest())
+                    self.current[size] = hashlib.md5()
+                    self.filled[size] = 0
+
+    def into(self, result: Digest) -> Digest:
+        result.md5 = self.whole.hexdigest() if self.whole is not None else None
+        for size in self.part_sizes:
+            digests = self.parts[size]
+            if self.filled[size] or not digests:
+                digests = digests + [self.current[size].digest()]
+            result.multipart[size] = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+        return result
+
+
+def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = (),
+                encoding: Optional[str] = None) -> Digest:
     """Read `path` once, computing its xxh3-128, and its MD5 and/or its multipart
-    ETag for each part size when asked."""
+    ETag for each part size when asked. With `encoding` (a file the `compress`
+    setting compresses, read here only for the state's fingerprint) only the
+    fingerprint is computed: see `compressed_digest` for the rest."""
     fast = xxhash.xxh3_128()
-    whole = hashlib.md5() if md5 else None
-    parts = {size: [] for size in part_sizes}
-    current = {size: hashlib.md5() for size in part_sizes}
-    filled = {size: 0 for size in part_sizes}
+    etags = _Etags(md5 and not encoding, () if encoding else part_sizes)
     buffer = _read_buffer()
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
@@ -109,23 +167,84 @@ def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = ()) 
                 break
             chunk = view[:count]
             fast.update(chunk)
-            if whole is not None:
-                whole.update(chunk)
-            for size in part_sizes:
-                offset = 0
-                while offset < count:
-                    take = min(size - filled[size], count - offset)
-                    current[size].update(chunk[offset:offset + take])
-                    filled[size] += take
-                    offset += take
-                    if filled[size] == size:
-                        parts[size].append(current[size].digest())
-                        current[size] = hashlib.md5()
-                        filled[size] = 0
-    result = Digest(md5=whole.hexdigest() if whole is not None else None, xxh=fast.hexdigest())
-    for size in part_sizes:
-        digests = parts[size]
-        if filled[size] or not digests:
-            digests = digests + [current[size].digest()]
-        result.multipart[size] = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
-    return result
+            etags.update(chunk)
+    if encoding:
+        return Digest(xxh=fingerprint(fast.hexdigest(), encoding))
+    return etags.into(Digest(xxh=fast.hexdigest()))
+
+
+def _read_full(handle, buffer: bytearray, view: memoryview) -> int:
+    """Fill `buffer` unless the file ends first: compressed output must not
+    depend on how the OS happens to split reads."""
+    filled = 0
+    while filled < len(buffer):
+        count = handle.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _compress(path: str, encoding: str, sink: Callable[[bytes], None]) -> str:
+    """Compress `path` in one read, handing each piece of output to `sink`;
+    returns the fingerprint of the source."""
+    from .compress import compressor
+
+    engine = compressor(encoding)
+    fast = xxhash.xxh3_128()
+    buffer = _read_buffer()
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = _read_full(handle, buffer, view)
+            if not count:
+                break
+            chunk = view[:count]
+            fast.update(chunk)
+            out = engine.compress(chunk)
+            if out:
+                sink(out)
+            if count < len(buffer):
+                break
+    out = engine.finish()
+    if out:
+        sink(out)
+    return fingerprint(fast.hexdigest(), encoding)
+
+
+def compressed_digest(path: str, encoding: str, *, part_sizes: Sequence[int] = (),
+                      keep: int = 0) -> Tuple[Digest, Optional[bytes]]:
+    """Compress `path` in one read: the fingerprint of the source, and the MD5,
+    multipart ETags (for `part_sizes`) and size of the compressed bytes. Those
+    bytes are returned too when there are at most `keep` of them (else None)."""
+    etags = _Etags(True, part_sizes)
+    kept: Optional[List[bytes]] = [] if keep > 0 else None
+
+    def sink(out: bytes) -> None:
+        nonlocal kept
+        etags.update(out)
+        if kept is not None:
+            if etags.size <= keep:
+                kept.append(out)
+            else:
+                kept = None  # too big to keep: compressed again for the upload
+
+    xxh = _compress(path, encoding, sink)
+    digest = etags.into(Digest(xxh=xxh, size=etags.size))
+    return digest, (b"".join(kept) if kept is not None else None)
+
+
+SPOOL_SIZE = 8 * MiB  # compressed output up to this size stays in memory while it is uploaded
+
+
+def compressed_file(path: str, encoding: str) -> "tempfile.SpooledTemporaryFile":
+    """The compressed bytes of `path` in a file object at position 0, for an
+    upload: in memory up to SPOOL_SIZE, in a temporary file beyond. The caller closes it."""
+    body = tempfile.SpooledTemporaryFile(max_size=SPOOL_SIZE, prefix="drone-s3-sync-")
+    try:
+        _compress(path, encoding, body.write)
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    return body

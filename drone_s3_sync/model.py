@@ -14,13 +14,15 @@ SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 @dataclass(frozen=True, **SLOTS)
 class LocalFile:
-    """A file under the source; `rel` is its NFC, POSIX path relative to the source."""
+    """A file under the source; `rel` is its NFC, POSIX path relative to the source.
+    `encoding`: "gzip" or "br" when the `compress` setting compresses it for upload."""
 
     rel: str
     key: str
     path: str
     size: int
     mtime_ns: int
+    encoding: Optional[str] = None
 
 
 @dataclass(frozen=True, **SLOTS)

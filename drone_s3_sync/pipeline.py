@@ -5,6 +5,7 @@ return values."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import queue
@@ -21,7 +22,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from . import diff, guards
 from .config import Settings, secrets_of
-from .digest import PART_SIZE, Digest, file_digest
+from .digest import PART_SIZE, SPOOL_SIZE, Digest, compressed_digest, compressed_file, file_digest
 from .errors import ConfigError, GuardError, Interrupted, RemoteError, SyncError
 from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
@@ -71,6 +72,10 @@ def thread_pool(workers: int, name: str) -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True)
 
 
+CACHE_BUDGET = 256 * 1024 * 1024  # compressed bytes kept from the comparison for the upload
+COMPRESS_IN_FLIGHT = 8  # uploads of files compressed again, each up to SPOOL_SIZE in memory
+
+
 def windowed(pool: ThreadPoolExecutor, jobs: Iterable[Tuple[K, Callable[[], V]]],
              errors: Tuple[type, ...]) -> Iterator[Tuple[K, Optional[V], Optional[BaseException]]]:
     """Runs `jobs` on `pool` with at most WINDOW submitted at a time; yields
@@ -91,11 +96,47 @@ def _settle(name, future: Future, errors: Tuple[type, ...]):
         return name, None, exc
 
 
+class CompressedCache:
+    """Compressed bytes kept from the comparison until the upload, so that a
+    file is compressed once per run: each at most `limit` bytes, `budget` bytes
+    in all. What is not kept is compressed again for its upload. Thread-safe."""
+
+    def __init__(self, budget: int = CACHE_BUDGET, limit: int = SPOOL_SIZE):
+        self.budget, self.limit = budget, limit
+        self._data: Dict[str, bytes] = {}
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def offer(self, key: str, data: bytes) -> None:
+        with self._lock:
+            if len(data) <= self.limit and self._used + len(data) <= self.budget:
+                self._data[key] = data
+                self._used += len(data)
+
+    def take(self, key: str) -> Optional[bytes]:
+        with self._lock:
+            data = self._data.pop(key, None)
+            if data is not None:
+                self._used -= len(data)
+            return data
+
+
+def _compress_job(local: LocalFile, part_sizes: Sequence[int], cache: Optional[CompressedCache]) -> Digest:
+    digest, data = compressed_digest(local.path, local.encoding, part_sizes=part_sizes,
+                                     keep=cache.limit if cache is not None else 0)
+    if data is not None and cache is not None:
+        cache.offer(local.key, data)
+    return digest
+
+
 def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool: ThreadPoolExecutor,
                *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
-               everything: bool = False, part_size: int = PART_SIZE) -> Tuple[Dict[str, Digest], Dict[str, str]]:
+               everything: bool = False, part_size: int = PART_SIZE,
+               cache: Optional[CompressedCache] = None) -> Tuple[Dict[str, Digest], Dict[str, str]]:
     """Hash only the files whose remote copy has the same size: nothing else can
     match. `everything` hashes all given files (xxh3 only unless asked).
+    A compressed file is compressed when its MD5 is needed (see
+    diff.hash_needs); its bytes are offered to `cache` for the upload.
     Returns the digests and, for each file that could not be read, why."""
     paths = {}
 
@@ -107,9 +148,13 @@ def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject]
                     continue
                 need = (False, [])
             md5, part_sizes = need
+            md5 = md5 or local.key in force_md5
             paths[local.key] = local.path
-            yield local.key, partial(file_digest, local.path, md5=md5 or local.key in force_md5,
-                                     part_sizes=part_sizes)
+            if local.encoding is not None and (md5 or part_sizes):
+                yield local.key, partial(_compress_job, local, part_sizes, cache)
+            else:
+                yield local.key, partial(file_digest, local.path, md5=md5, part_sizes=part_sizes,
+                                         encoding=local.encoding)
 
     digests: Dict[str, Digest] = {}
     errors: Dict[str, str] = {}
@@ -159,6 +204,8 @@ class Run:
         self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=self.redact)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
+        # Compressed bytes from the comparison, for the upload (a dry run uploads nothing).
+        self.cache: Optional[CompressedCache] = CompressedCache() if settings.compress and not settings.dry_run else None
         self.vouched: Set[str] = set()
         # The state object exists but could not be read: its entries are unknown.
         self.state_unread = False
@@ -191,6 +238,13 @@ class Run:
         if any(f.key == reserved for f in scanned.files):
             scanned.problems.append(f"{reserved}: this name is reserved for the state object; the file is not synced")
             scanned.files = [f for f in scanned.files if f.key != reserved]
+        scanned.files, conflicts = self.rules.with_encodings(scanned.files)
+        if conflicts:
+            shown = ", ".join(f.key for f in conflicts[:3]) + (", ..." if len(conflicts) > 3 else "")
+            scanned.warnings.append(
+                f"{settings.label('compress')}: {len(conflicts)} file(s) also match a content_encoding rule ({shown}); "
+                "the compression decides their Content-Encoding (gzip or br), the content_encoding rule does not "
+                "apply to them")
         for text in scanned.warnings + scanned.problems:
             self.reporter.warn(text)
         if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused below
@@ -259,11 +313,14 @@ class Run:
         objects: from the state where it vouches for them, else from S3.
         Returns (digests, details, {key: header read error}, {key: file read error})."""
         with thread_pool(hash_workers(), "hash") as hasher:
-            digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size)
+            digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size,
+                                              cache=self.cache)
+            if self.settings.compress:
+                self._compress_changed(files, digests, read_errors, remotes, state, hasher)
             details = diff.known_details(remotes, state)
             with thread_pool(self.settings.max_concurrency, "head") as heads:
-                fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
-                                                heads)
+                fetched, errors = fetch_details(
+                    self.store, diff.detail_needs(files, remotes, self.settings, details, digests), heads)
             # Keys whose headers only the state vouches for: a header copy of one of
             # them first reads what the state does not record (storage class, KMS
             # key, recorded MD5), since a copy with REPLACE would drop them.
@@ -279,6 +336,24 @@ class Run:
                 digests.update(more)
                 read_errors.update(failed)
         return digests, details, errors, read_errors
+
+    def _compress_changed(self, files: Sequence[LocalFile], digests: Dict[str, Digest], read_errors: Dict[str, str],
+                          remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry],
+                          hasher: ThreadPoolExecutor) -> None:
+        """Compressed files the state vouched for (so only their source was
+        read) whose source changed are compressed now: the plan shows their
+        compressed size, and the upload takes the bytes from the cache."""
+        changed = {f.key for f in files if f.encoding and f.key in digests and digests[f.key].size is None
+                   and (entry := state.get(f.key)) is not None and entry.xxh != digests[f.key].xxh}
+        if changed:
+            more, failed = hash_files([f for f in files if f.key in changed], remotes, hasher, state=state,
+                                      force_md5=changed, part_size=self.settings.part_size, cache=self.cache)
+            digests.update(more)
+            read_errors.update(failed)
+        encoded = [f for f in files if f.encoding]
+        compressed = [digests[f.key] for f in encoded if f.key in digests and digests[f.key].size is not None]
+        log.debug("compress: %d of %d file(s) with a compress rule compressed to compare (%d bytes of output); "
+                  "the state settled the rest", len(compressed), len(encoded), sum(d.size for d in compressed))
 
     def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], bool, Dict[str, Entry]]:
         """The listing under the target, whether a state object exists, and its entries."""
@@ -433,19 +508,29 @@ class Run:
             else:
                 finish(action, "", started)
 
+        again = []  # compressed files whose bytes were not kept: compressed again below
         try:
             for action in actions:
+                body = action.local.path
+                if action.local.encoding:
+                    data = self.cache.take(action.key) if self.cache is not None else None
+                    if data is None:
+                        again.append(action)
+                        continue
+                    body = io.BytesIO(data)
                 while in_flight >= limit:
                     settle(ended.get())
                     in_flight -= 1
                 started = time.monotonic()
                 try:
-                    self.store.upload(action.local.path, action.key, action.headers, action.md5,
+                    self.store.upload(body, action.key, action.headers, action.md5,
                                       subscribers=[progress, _Ended(ended, action, started)])
                 except Exception as exc:  # s3transfer checks its arguments before it queues anything
                     finish(action, upload_error_text(exc, action.local.path), started)
                     continue
                 in_flight += 1
+            if again:
+                in_flight += self._upload_compressed(again, progress, finish, ended)
             while in_flight:
                 settle(ended.get())
                 in_flight -= 1
@@ -461,6 +546,55 @@ class Run:
                     break
             raise
         self.store.shutdown()
+
+    def _upload_compressed(self, actions: Sequence[Action], progress: BaseSubscriber,
+                           fail: Callable[[Action, str, float], None], ended: "queue.Queue") -> int:
+        """Compress each file again and start its upload, which reports to `ended`
+        when done; returns how many were started. Compression runs on all cores;
+        at most COMPRESS_IN_FLIGHT such bodies (each in memory up to SPOOL_SIZE,
+        in a temporary file beyond) exist at once: each is closed when its upload
+        is done."""
+        gate = threading.Semaphore(COMPRESS_IN_FLIGHT)
+        started_uploads = [0]
+        pending: Deque[Tuple[Action, float, Future]] = deque()
+        workers = min(hash_workers(), COMPRESS_IN_FLIGHT - 1)
+
+        def start(limit: int) -> None:
+            while len(pending) > limit:
+                action, started, job = pending.popleft()
+                try:
+                    body = job.result()
+                except OSError as exc:
+                    gate.release()
+                    fail(action, read_error_text(exc, action.local.path), started)
+                    continue
+                done = _Release(body, gate)
+                try:
+                    self.store.upload(body, action.key, action.headers, action.md5,
+                                      subscribers=[progress, done, _Ended(ended, action, started)])
+                except BaseException:
+                    done.on_done(None)
+                    raise
+                started_uploads[0] += 1
+
+        with thread_pool(workers, "compress") as pool:
+            try:
+                for action in actions:
+                    if not gate.acquire(blocking=False):
+                        start(0)  # every permit is now held by an upload in progress
+                        gate.acquire()
+                    pending.append((action, time.monotonic(),
+                                    pool.submit(compressed_file, action.local.path, action.local.encoding)))
+                    start(workers)
+                start(0)
+            except BaseException:
+                for _, _, job in pending:
+                    job.cancel()
+                    if not job.cancelled() and job.exception() is None:
+                        job.result().close()
+                raise
+        log.debug("compress: %d file(s) compressed again for their upload", len(actions))
+        return started_uploads[0]
 
     def _delete(self, plan: Plan, summary: Summary) -> List[Outcome]:
         """Deletes run last, and only when every write before them succeeded."""
@@ -545,6 +679,23 @@ class _Ended(BaseSubscriber):
 
     def on_done(self, future, **kwargs):
         self.ended.put((self.action, self.started, future))
+
+
+class _Release(BaseSubscriber):
+    """Closes an upload's compressed body and frees its place once the upload is done."""
+
+    def __init__(self, body, gate: threading.Semaphore):
+        self.body, self.gate = body, gate
+        self._lock = threading.Lock()
+        self._released = False
+
+    def on_done(self, future, **kwargs):
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self.body.close()
+        self.gate.release()
 
 
 class _ProgressSubscriber(BaseSubscriber):

@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import threading
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import IO, Dict, Iterable, List, Optional, Tuple, Union
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
@@ -351,9 +351,12 @@ class Store:
             self._manager = TransferManager(self.client, config)
         return self._manager
 
-    def upload(self, path: str, key: str, headers: ObjectHeaders, md5: Optional[str] = None, subscribers=None):
-        """Starts an upload; returns an s3transfer future (multipart from multipart_threshold up)."""
-        return self.manager().upload(path, self.bucket, key, extra_args=self.header_args(headers, md5),
+    def upload(self, source: Union[str, IO[bytes]], key: str, headers: ObjectHeaders, md5: Optional[str] = None,
+               subscribers=None):
+        """Starts an upload of a file (a path) or of a seekable file object (a
+        compressed body); returns an s3transfer future (multipart from
+        multipart_threshold up, with the same part sizes either way)."""
+        return self.manager().upload(source, self.bucket, key, extra_args=self.header_args(headers, md5),
                                      subscribers=subscribers)
 
     def cloudfront(self, quick: bool = False):

@@ -23,7 +23,8 @@ def human_bytes(count: float) -> str:
 
 
 def describe(action: Action) -> str:
-    """`upload   site/a.css  (content changed, 1.2 KiB)`"""
+    """`upload   site/a.css  (content changed, 1.2 KiB)`; a compressed upload
+    gives both sizes: `(new, 12.0 KiB -> 3.1 KiB gzip)`."""
     key = action.key
     if action.kind is Kind.REDIRECT and action.headers is not None:
         key = f"{key} -> {action.headers.redirect}"
@@ -31,7 +32,10 @@ def describe(action: Action) -> str:
     if action.detail and action.reason in (Reason.HEADERS, Reason.ACL, Reason.REDIRECT_CHANGED):
         reason += f": {action.detail}"
     if action.kind is Kind.UPLOAD:
-        reason += f", {human_bytes(action.size)}"
+        if action.local is not None and action.local.encoding:  # "new, 12.0 KiB -> 3.1 KiB gzip"
+            reason += f", {human_bytes(action.local.size)} -> {human_bytes(action.size)} {action.local.encoding}"
+        else:
+            reason += f", {human_bytes(action.size)}"
     return f"{_VERB[action.kind]:<8} {key}  ({reason})"
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from dataclasses import replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import Settings
 from .contenttypes import guess_content_type
-from .model import ObjectHeaders
+from .model import LocalFile, ObjectHeaders
 
 Matcher = Callable[[str, str], bool]
 
@@ -64,14 +65,39 @@ class HeaderRules:
         self.acl = RuleSet(settings.acl)
         self.content_type = RuleSet(settings.content_type)
         self.content_encoding = RuleSet(settings.content_encoding)
+        self.compress = RuleSet(settings.compress)
         self.cache_control = RuleSet(settings.cache_control)
         self.metadata = RuleSet(settings.metadata)
         self._interned: Dict[tuple, ObjectHeaders] = {}
 
-    def headers_for(self, rel: str, abs_path: str = "", *, redirect: Optional[str] = None) -> ObjectHeaders:
+    def encoding_for(self, rel: str, abs_path: str = "") -> Optional[str]:
+        """"gzip" or "br" when the `compress` rules compress this file, else None."""
+        encoding = self.compress.first(rel, abs_path)
+        return None if encoding in (None, "none") else encoding
+
+    def with_encodings(self, files: Sequence[LocalFile]) -> Tuple[List[LocalFile], List[LocalFile]]:
+        """The files, each with the encoding the `compress` rules give it, and
+        those of them that a `content_encoding` rule matches as well (for a
+        warning: the compression decides their Content-Encoding)."""
+        if not self.compress:
+            return list(files), []
+        result, conflicts = [], []
+        for local in files:
+            encoding = self.encoding_for(local.rel, local.path)
+            if encoding != local.encoding:
+                local = replace(local, encoding=encoding)
+            if encoding and self.content_encoding.first(local.rel, local.path) is not None:
+                conflicts.append(local)
+            result.append(local)
+        return result, conflicts
+
+    def headers_for(self, rel: str, abs_path: str = "", *, redirect: Optional[str] = None,
+                    encoding: Optional[str] = None) -> ObjectHeaders:
+        """`encoding`: the compression the file is uploaded with, which is its
+        Content-Encoding whatever the content_encoding rules say."""
         values = (
             self.content_type.first(rel, abs_path) or guess_content_type(rel),
-            self.content_encoding.first(rel, abs_path),
+            encoding or self.content_encoding.first(rel, abs_path),
             self.cache_control.first(rel, abs_path),
             self.metadata.first(rel, abs_path) or (),
             self.acl.first(rel, abs_path) or "private",

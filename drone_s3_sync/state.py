@@ -3,8 +3,10 @@ do needs no request per object.
 
 After each run that changed something, one small object next to the files,
 `<target>.drone-s3-sync-state.json.gz`, records for every key the ETag and size
-S3 reported, an xxh3-128 digest of the local bytes, and the headers and ACL
-the object was written with. A later run trusts an entry only while the
+S3 reported, an xxh3-128 digest of the local bytes (for a file the `compress`
+setting compresses: of the source file, prefixed with the encoding, as in
+"br:<xxh3>"; the ETag and size are those of the compressed object), and the
+headers and ACL the object was written with. A later run trusts an entry only while the
 listing still shows the same ETag and size: any change by another tool
 changes the ETag, so that object falls back to HeadObject + MD5. What an entry
 cannot see is a change that keeps the ETag: headers or ACL rewritten by another
@@ -43,7 +45,7 @@ def state_key(target: str) -> str:
 class Entry:
     etag: str
     size: int
-    xxh: Optional[str]  # xxh3-128 of the local bytes that produced the object
+    xxh: Optional[str]  # xxh3-128 of the local bytes that produced the object; "gzip:<xxh3>" when compressed
     headers: ObjectHeaders
 
     def describes(self, remote: Optional[RemoteObject]) -> bool:

@@ -91,6 +91,17 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_CONTENT_ENCODING", '["gzip"]', RULES, id="list"),
         bad("PLUGIN_CONTENT_ENCODING", "{gzip}", "invalid JSON", RULES, id="bad-json"),
     ],
+    "compress": [
+        bad("PLUGIN_COMPRESS", "zip", "did you mean 'gzip'", "use gzip, br or none", id="unknown"),
+        bad("PLUGIN_COMPRESS", "brotli", "brotli is 'br'", "use gzip, br or none", id="brotli-name"),
+        bad("PLUGIN_COMPRESS", '{".html": "br", ".css": "7z"}', "rule '.css'", "use gzip, br or none", id="unknown-in-map"),
+        bad("PLUGIN_COMPRESS", ".html,css", "not an extension like .html", "a list of extensions", id="list-item"),
+        bad("PLUGIN_COMPRESS", '{".html": "gzip"', "invalid JSON", "use gzip, br or none", id="bad-json"),
+        # br with the Brotli package hidden: a module on PYTHONPATH whose import fails.
+        Bad(env={"PLUGIN_COMPRESS": '{".html": "br"}', "PYTHONPATH": "no-brotli"}, names="PLUGIN_COMPRESS",
+            forms=("pip install 'drone-s3-sync[brotli]'",), files={"no-brotli/brotli.py": "raise ImportError('hidden')\n"},
+            id="br-without-brotli"),
+    ],
     "cache_control": [
         bad("PLUGIN_CACHE_CONTROL", '{".html": "max-age=60",', "invalid JSON", RULES, id="bad-json"),
         bad("PLUGIN_CACHE_CONTROL", '["max-age=60"]', RULES, id="list"),
