@@ -25,9 +25,9 @@ from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, Remote
 from .redact import Redactor
 from .remote import Store, error_text
 from .report import Reporter
-from .rules import HeaderRules
+from .rules import HeaderRules, Selection
 from .scan import check_source, files_named, printable, scan
-from .state import Entry, decode as decode_state, encode as encode_state, entries_at_risk, next_state, state_key
+from .state import STATE_NAME, Entry, decode as decode_state, encode as encode_state, entries_at_risk, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
 K = TypeVar("K")
@@ -131,6 +131,7 @@ class Run:
         self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=self.redact)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
+        self.selection = Selection.of(settings)
         self.vouched: Set[str] = set()
         # The state object exists but could not be read: its entries are unknown.
         self.state_unread = False
@@ -142,18 +143,22 @@ class Run:
         # A redirect onto a local file is bad input: refused before any request.
         # The check after the scan below still catches what this one cannot see
         # (names that differ only in Unicode normalisation).
-        self._refuse_clashes(files_named(settings.source_path(), [rel for rel, _ in settings.redirects]))
+        self._refuse_clashes(files_named(settings.source_path(), [rel for rel, _ in settings.redirects],
+                                         self.selection))
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list") as lister:
             listing = lister.submit(self._list_with_state)
             try:
                 scanned = scan(settings.source_path(), settings.target,
-                               allow_external_symlinks=settings.allow_external_symlinks)
+                               allow_external_symlinks=settings.allow_external_symlinks, selection=self.selection)
                 self._refuse_clashes(diff.clashes(scanned.files, settings))
             except BaseException:
                 listing.cancel()
                 raise
             remotes, state_exists, stored = listing.result()
+        # include/exclude: objects of paths they leave out are not this run's to
+        # compare or delete (scan left out their files the same way).
+        remotes = diff.selected_remotes(remotes, settings, self.selection)
         # `verify` plans as if there were no state, but the state read is still
         # compared with the new one, so an unchanged state is not written again.
         state = {} if settings.verify else stored
@@ -165,7 +170,7 @@ class Run:
             self.reporter.warn(text)
         if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused below
             self.reporter.warn(f"the source {settings.source!r} has no files (an empty folder, or a glob that "
-                               "matches nothing)")
+                               f"matches nothing{guards.SELECTION_NOTE if self.selection else ''})")
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
@@ -224,6 +229,12 @@ class Run:
         Returns (digests, details, {key: header read error}, {key: file read error})."""
         with ThreadPoolExecutor(max_workers=hash_workers(), thread_name_prefix="hash") as hasher:
             digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=self.settings.part_size)
+            kms = diff.md5_needs(files, remotes, self.rules)
+            if kms:  # new files whose upload records their MD5 (SSE-KMS ETags are no MD5)
+                more, failed = hash_files([f for f in files if f.key in kms], {}, hasher, force_md5=kms,
+                                          everything=True, part_size=self.settings.part_size)
+                digests.update(more)
+                read_errors.update(failed)
             details = diff.known_details(remotes, state)
             with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="head") as heads:
                 fetched, errors = fetch_details(self.store, diff.detail_needs(files, remotes, self.settings, details),
@@ -288,11 +299,15 @@ class Run:
             return stored
         kept = {k: e for k, e in stored.items() if k not in at_risk}
         try:
-            self.store.put_bytes(key, encode_state(kept), "application/gzip")
+            self.store.put_bytes(key, encode_state(kept), "application/gzip", self._state_headers())
         except (ClientError, BotoCoreError) as exc:
             raise RemoteError(f"cannot update the state object {key} before writing objects it describes "
                               f"({error_text(exc)}); nothing was changed") from None
         return kept
+
+    def _state_headers(self):
+        """The state object is encrypted as the encryption rules say for its name."""
+        return self.rules.headers_for(STATE_NAME)
 
     def _save_state(self, summary: Summary, remotes: Mapping[str, RemoteObject], digests: Dict[str, Digest],
                     old: Mapping[str, Entry]) -> None:
@@ -310,7 +325,7 @@ class Run:
             return
         key = state_key(self.settings.target)
         try:
-            self.store.put_bytes(key, encode_state(entries), "application/gzip")
+            self.store.put_bytes(key, encode_state(entries), "application/gzip", self._state_headers())
         except (ClientError, BotoCoreError) as exc:
             # The sync itself succeeded; the next run checks objects with S3 instead.
             self.reporter.warn(f"cannot write the state object {key}: {error_text(exc)}")
@@ -348,7 +363,7 @@ class Run:
                         remote = action.remote
                         if action.key in self.vouched:
                             remote = self.store.details(action.key, with_acl=False)
-                        self.store.copy_headers(action.key, action.headers, remote)
+                        self.store.copy_headers(action.key, action.headers, remote, action.md5)
                 except (ClientError, BotoCoreError) as exc:
                     finish(action, error_text(exc), started)
                 else:
