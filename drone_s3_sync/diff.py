@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .config import ENCRYPTIONS, KMS_ENCRYPTIONS, Settings
+from .config import KMS_ENCRYPTIONS, Settings
 from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .rules import HeaderRules, Selection
@@ -238,27 +238,11 @@ def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[Remo
         md5 = md5 or detail.md5
     if local.size > COPY_LIMIT or remote.storage_class in ARCHIVED:
         # CopyObject cannot copy it (too big, or archived): upload the bytes again,
-        # keeping what a copy would keep.
-        return Action(Kind.UPLOAD, local.key, reason, local, _kept(desired, detail, remote.storage_class),
-                      local.size, ", ".join(changed), md5=md5 or detail.md5)
+        # keeping what a copy would keep (the listing knows the current class).
+        return Action(Kind.UPLOAD, local.key, reason, local, desired, local.size, ", ".join(changed),
+                      md5=md5 or detail.md5, remote=replace(detail, storage_class=remote.storage_class))
     return Action(Kind.UPDATE, local.key, reason, local, desired, local.size, ", ".join(changed), md5=md5,
                   remote=detail)
-
-
-def _kept(desired: ObjectHeaders, detail: RemoteDetails, listed_class: str) -> ObjectHeaders:
-    """`desired` with the storage class and encryption the settings leave unset
-    taken from the object, for a header change made by uploading the bytes again."""
-    kept = {}
-    if desired.storage_class is None and listed_class != "STANDARD":
-        kept["storage_class"] = listed_class
-    if desired.encryption is None and detail.sse in ENCRYPTIONS:
-        kept["encryption"] = detail.sse
-        if detail.sse in KMS_ENCRYPTIONS and detail.kms_key:
-            kept["kms_key_id"] = detail.kms_key
-    elif desired.encryption in KMS_ENCRYPTIONS and desired.kms_key_id is None and detail.sse in KMS_ENCRYPTIONS \
-            and detail.kms_key:
-        kept["kms_key_id"] = detail.kms_key
-    return replace(desired, **kept) if kept else desired
 
 
 def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteObject],

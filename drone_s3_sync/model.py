@@ -113,7 +113,9 @@ class Action:
     size: int = 0
     detail: str = ""  # e.g. which header fields differ
     md5: Optional[str] = None  # recorded as metadata when the ETag will not be an MD5
-    remote: Optional[RemoteDetails] = None  # for header updates: what the copy must keep
+    # For header changes (a copy, or an upload where a copy cannot be made): what
+    # the object has that the write must keep.
+    remote: Optional[RemoteDetails] = None
 
     @property
     def writes(self) -> bool:

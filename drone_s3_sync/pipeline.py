@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
@@ -351,8 +352,16 @@ class Run:
             futures = []
             subscriber = _ProgressSubscriber(reporter)
             for action in uploads:
+                keep = action.remote
+                if keep is not None and action.key in self.vouched:  # as for copies, see run_one below
+                    try:
+                        keep = replace(self.store.details(action.key, with_acl=False),
+                                       storage_class=keep.storage_class)
+                    except (ClientError, BotoCoreError) as exc:
+                        finish(action, error_text(exc), time.monotonic())
+                        continue
                 futures.append((action, time.monotonic(), self.store.upload(
-                    action.local.path, action.key, action.headers, action.md5, subscribers=[subscriber])))
+                    action.local.path, action.key, action.headers, action.md5, subscribers=[subscriber], keep=keep)))
 
             def run_one(action: Action) -> None:
                 started = time.monotonic()

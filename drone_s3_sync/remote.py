@@ -231,6 +231,24 @@ def _expires(head: dict) -> Optional[str]:
     return http_date(raw) or str(raw)
 
 
+def kept_args(headers: ObjectHeaders, details: Optional[RemoteDetails]) -> dict:
+    """Arguments that keep an object's encryption, KMS key and storage class where
+    the settings leave them unset, for a write that only changes its headers: a
+    copy with REPLACE (or a new upload) would otherwise drop them."""
+    if details is None:
+        return {}
+    args = {}
+    encryption = headers.encryption
+    if not encryption and details.sse in ENCRYPTIONS:
+        encryption = args["ServerSideEncryption"] = details.sse
+    if encryption in KMS_ENCRYPTIONS and details.sse in KMS_ENCRYPTIONS and not headers.kms_key_id \
+            and details.kms_key:
+        args["SSEKMSKeyId"] = details.kms_key
+    if not headers.storage_class and details.storage_class and details.storage_class != STANDARD:
+        args["StorageClass"] = details.storage_class
+    return args
+
+
 class Store:
     """Bucket operations for one run. Thread-safe: boto3 clients are."""
 
@@ -380,10 +398,13 @@ class Store:
             self._manager = TransferManager(self.client, config)
         return self._manager
 
-    def upload(self, path: str, key: str, headers: ObjectHeaders, md5: Optional[str] = None, subscribers=None):
-        """Starts an upload; returns an s3transfer future (multipart from multipart_threshold up)."""
-        return self.manager().upload(path, self.bucket, key, extra_args=self.header_args(headers, md5),
-                                     subscribers=subscribers)
+    def upload(self, path: str, key: str, headers: ObjectHeaders, md5: Optional[str] = None, subscribers=None,
+               keep: Optional[RemoteDetails] = None):
+        """Starts an upload; returns an s3transfer future (multipart from multipart_threshold up).
+        `keep`: the object this upload replaces only to change its headers."""
+        args = self.header_args(headers, md5)
+        args.update(kept_args(headers, keep))
+        return self.manager().upload(path, self.bucket, key, extra_args=args, subscribers=subscribers)
 
     def put_redirect(self, key: str, headers: ObjectHeaders) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=b"", **self.header_args(headers))
@@ -393,16 +414,7 @@ class Store:
         """Rewrite an object's headers in place: a metadata-only copy onto itself.
         `md5` (else the one recorded in the object) is recorded in its metadata."""
         args = self.header_args(headers, md5 or (details.md5 if details else None))
-        if details is not None:
-            # REPLACE would otherwise drop the object's encryption, KMS key and storage
-            # class; what the settings leave unset stays as the object has it.
-            if not headers.encryption and details.sse in ENCRYPTIONS:
-                args["ServerSideEncryption"] = details.sse
-            kept_kms = args.get("ServerSideEncryption") in KMS_ENCRYPTIONS and details.sse in KMS_ENCRYPTIONS
-            if kept_kms and not headers.kms_key_id and details.kms_key:
-                args["SSEKMSKeyId"] = details.kms_key
-            if not headers.storage_class and details.storage_class and details.storage_class != STANDARD:
-                args["StorageClass"] = details.storage_class
+        args.update(kept_args(headers, details))
         self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
                                 MetadataDirective="REPLACE", **args)
 

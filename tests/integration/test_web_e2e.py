@@ -10,7 +10,9 @@ write) and then read the bucket back with recording paused.
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
 from typing import Any, Dict, List
 
 import pytest
@@ -105,7 +107,7 @@ def test_exclude_neither_uploads_nor_deletes(s3, s3_server, bucket, make_tree, r
 def test_include_from_a_yaml_list_manages_only_what_it_selects(s3, s3_server, bucket, make_tree, run_sync):
     src = make_tree({**SITE, "docs/a.html": "a", "docs/private/key.txt": "k",
                      "deploy.yml": "include:\n  - docs\n  - '*.html'\nexclude: [docs/private]\n"
-                                   "redirects:\n  old.html: /docs/a.html\n"})
+                                   "redirects:\n  old/page: /docs/a.html\n"})
     put(s3, s3_server, bucket, "site/docs/gone.html", b"gone")  # included, not in the source
     put(s3, s3_server, bucket, "site/blog/post.md", b"other")  # not included: never ours
     put(s3, s3_server, bucket, "site/docs/private/x", b"excluded")
@@ -116,14 +118,26 @@ def test_include_from_a_yaml_list_manages_only_what_it_selects(s3, s3_server, bu
 
     assert sorted(object_writes(s3_server, bucket)) == [
         ("DeleteObjects", None), ("PutObject", "site/docs/a.html"), ("PutObject", "site/index.html"),
-        ("PutObject", "site/old.html")]  # the redirect: not a file, include does not apply to it
+        ("PutObject", "site/old/page")]  # a redirect: include does not apply to it
     assert keys(s3, s3_server, bucket) == ["site/blog/post.md", "site/docs/a.html", "site/docs/private/x",
-                                           "site/index.html", "site/old.html"]
-    assert head(s3, s3_server, bucket, "site/old.html")["WebsiteRedirectLocation"] == "/docs/a.html"
+                                           "site/index.html", "site/old/page"]
+    assert head(s3, s3_server, bucket, "site/old/page")["WebsiteRedirectLocation"] == "/docs/a.html"
 
     s3_server.reset()
     ok(run_sync(env, cwd=src, args=("--config", "deploy.yml")))
     assert_nothing_to_do(s3_server, bucket)  # the redirect is not rewritten
+
+
+def test_an_excluded_file_can_give_way_to_a_redirect(s3, s3_server, bucket, make_tree, run_sync):
+    # Without the exclude a redirect onto a file of the source is refused (exit 2).
+    src = make_tree({"index.html": "i", "old.html": "the old page, still in the source"})
+    env = env_for(bucket, redirects={"old.html": "/index.html"})
+    assert run_sync(env, cwd=src).returncode == 2
+    s3_server.reset()
+    ok(run_sync(dict(env, PLUGIN_EXCLUDE="old.html"), cwd=src))
+    assert sorted(object_writes(s3_server, bucket)) == [("PutObject", "site/index.html"),
+                                                        ("PutObject", "site/old.html")]
+    assert head(s3, s3_server, bucket, "site/old.html")["WebsiteRedirectLocation"] == "/index.html"
 
 
 def test_max_delete_percentage_counts_only_selected_objects(s3, s3_server, bucket, make_tree, run_sync):
@@ -178,6 +192,10 @@ def test_each_header_is_sent_on_upload_and_redirects(s3, s3_server, bucket, make
     assert (pdf["ContentDisposition"], pdf["ContentLanguage"], pdf["ExpiresString"], pdf["StorageClass"],
             pdf["ServerSideEncryption"], pdf["SSEKMSKeyId"]) == (
         "attachment", "en", EXPIRES, "STANDARD_IA", "aws:kms", KEY_ARN)
+    # On S3 an SSE-KMS object's ETag is not its MD5: the MD5 goes into its metadata,
+    # so that a run without the state object still recognises the content.
+    md5 = base64.b64encode(hashlib.md5(b"%PDF-1.4").digest()).decode()
+    assert pdf["Metadata"] == {"md5chksum": md5}
 
     # With the state object, and then checking every object with S3: nothing to do.
     s3_server.reset()
@@ -310,3 +328,6 @@ def test_archived_object_gets_new_headers_by_upload_and_keeps_its_class(s3, s3_s
     assert put_request.headers["x-amz-storage-class"] == "GLACIER"
     got = head(s3, s3_server, bucket, "site/a.txt")
     assert (got["StorageClass"], got["CacheControl"]) == ("GLACIER", "max-age=60")
+    s3_server.reset()
+    ok(run_sync(env_for(bucket, cache_control="max-age=60"), cwd=src))
+    assert_nothing_to_do(s3_server, bucket)

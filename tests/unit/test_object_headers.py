@@ -16,7 +16,7 @@ from drone_s3_sync.config import Settings, build_settings, from_sources, http_da
 from drone_s3_sync.digest import Digest
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Kind, LocalFile, ObjectHeaders, Reason, RemoteDetails, RemoteObject
-from drone_s3_sync.remote import Store
+from drone_s3_sync.remote import Store, kept_args
 from drone_s3_sync.rules import HeaderRules
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -232,16 +232,9 @@ def test_archived_objects_are_uploaded_again_instead_of_copied(listed):
     s = make(cache_control="max-age=60")
     action = plan_one(s, RemoteObject("a.txt", 5, MD5, listed), observed(make()))
     assert (action.kind, action.reason, action.detail) == (Kind.UPLOAD, Reason.HEADERS, "cache_control")
-    # What a copy would keep, the upload keeps: the class and encryption the settings leave unset.
-    assert (action.headers.storage_class, action.headers.encryption) == (listed, None)
-    kms = observed(make(), encryption="aws:kms", kms_key_id=KEY_ARN)
-    action = plan_one(s, RemoteObject("a.txt", 5, MD5, listed), kms)
-    assert (action.headers.storage_class, action.headers.encryption, action.headers.kms_key_id) == \
-        (listed, "aws:kms", KEY_ARN)
-    action = plan_one(make(cache_control="max-age=60", storage_class="STANDARD", encryption="AES256"),
-                      RemoteObject("a.txt", 5, MD5, listed), kms)
-    assert (action.headers.storage_class, action.headers.encryption, action.headers.kms_key_id) == \
-        ("STANDARD", "AES256", None)
+    # What a copy would keep, the upload keeps (see kept_args): the object as it is, with the listed class.
+    assert action.headers == HeaderRules(s).headers_for("a.txt")
+    assert action.remote is not None and action.remote.storage_class == listed
     ir = plan_one(s, RemoteObject("a.txt", 5, MD5, "GLACIER_IR"), observed(make()))
     assert ir.kind is Kind.UPDATE
 
@@ -298,6 +291,18 @@ def copy_args(headers: ObjectHeaders, details: RemoteDetails, md5: Optional[str]
 OTHER_KEY = "arn:aws:kms:us-east-1:123456789012:key/other"
 KMS_IA = RemoteDetails(headers=ObjectHeaders(content_type="text/plain"), sse="aws:kms", kms_key=OTHER_KEY,
                        storage_class="STANDARD_IA")
+
+
+def test_kept_args_fill_in_only_what_the_settings_leave_unset():
+    plain = ObjectHeaders(content_type="text/plain")
+    assert kept_args(plain, None) == {}
+    assert kept_args(plain, KMS_IA) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": OTHER_KEY,
+                                        "StorageClass": "STANDARD_IA"}
+    assert kept_args(replace(plain, storage_class="STANDARD", encryption="AES256"), KMS_IA) == {}
+    assert kept_args(replace(plain, encryption="aws:kms:dsse"), KMS_IA) == {"SSEKMSKeyId": OTHER_KEY,
+                                                                             "StorageClass": "STANDARD_IA"}
+    sse_c = RemoteDetails(headers=plain, sse="SSE-C", storage_class="STANDARD")
+    assert kept_args(plain, sse_c) == {}  # only its owner's key could keep it
 
 
 def test_copy_keeps_what_the_settings_leave_unset():
