@@ -918,6 +918,8 @@ with --config, and the defaults. Maps are JSON in flags and variables, YAML maps
 in the file. In a rule map, a key like ".svg" or "" matches by extension (""
 means no extension); any other key is a glob on the path relative to the source,
 where * also matches '/'. The first matching rule, in the order written, wins.
+include and exclude take the same patterns, tried on the relative path and on
+each of its folders: files they leave out are neither uploaded nor deleted.
 """
 
 HELP_EPILOG = """\
