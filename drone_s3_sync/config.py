@@ -233,6 +233,8 @@ def http_date(value: Any) -> Optional[str]:
             moment = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+            # An HTTP-date has whole seconds; Python before 3.11 parses only 3 or 6 decimals.
+            iso = re.sub(r"(T|\s)(\d\d:\d\d:\d\d)[.,]\d+", r"\1\2", iso)
             try:
                 moment = datetime.fromisoformat(iso)
             except ValueError:
