@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import email.utils
 import json
 import os
 import re
+import unicodedata
+from datetime import datetime, timezone
 from functools import partial
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -181,6 +184,135 @@ def parse_rules(name: str, raw: Any, check: Optional[Callable[[str, str], str]] 
             text = check(text, where)
         rules.append((str(pattern), text))
     return tuple(rules)
+
+
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+ENCRYPTIONS = ("AES256", "aws:kms", "aws:kms:dsse")
+KMS_ENCRYPTIONS = ("aws:kms", "aws:kms:dsse")
+
+
+def _one_of(name: str, choices: Sequence[str], what: str, normalise: Callable[[str], str]) -> Callable[[str, str], str]:
+    """A rule check: the value must be one of `choices` (compared after `normalise`)."""
+    canonical = {normalise(c): c for c in choices}
+
+    def check(value: str, where: str) -> str:
+        found = canonical.get(normalise(value))
+        if found is None:
+            hint = difflib.get_close_matches(normalise(value), list(canonical), n=1)
+            suggestion = f" (did you mean {canonical[hint[0]]!r}?)" if hint else ""
+            raise ConfigError(name, f"{where}{value!r} is not {what}{suggestion}; use one of {', '.join(choices)}")
+        return found
+
+    return check
+
+
+def parse_storage_class(name: str, raw: Any) -> Rules:
+    return parse_rules(name, raw, _one_of(name, STORAGE_CLASSES, "an S3 storage class",
+                                          lambda v: v.upper().replace("-", "_")))
+
+
+def parse_encryption(name: str, raw: Any) -> Rules:
+    return parse_rules(name, raw, _one_of(name, ENCRYPTIONS, "a server-side encryption", str.lower))
+
+
+def http_date(value: Any) -> Optional[str]:
+    """The HTTP-date (as S3 returns it in Expires) of an HTTP-date or an ISO 8601
+    date or date and time; None when it is neither. A time without a zone is UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip()
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+            # An HTTP-date has whole seconds; Python before 3.11 parses only 3 or 6 decimals.
+            iso = re.sub(r"(T|\s)(\d\d:\d\d:\d\d)[.,]\d+", r"\1\2", iso)
+            try:
+                moment = datetime.fromisoformat(iso)
+            except ValueError:
+                return None
+        if moment is None:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc).replace(microsecond=0)
+    except (OverflowError, ValueError):
+        return None
+    return email.utils.format_datetime(moment, usegmt=True)
+
+
+EXPIRES_FORMS = "use an HTTP-date like 'Tue, 01 Jan 2030 00:00:00 GMT' or an ISO 8601 date like 2030-01-01 or 2030-01-01T12:00:00Z"
+
+
+def parse_expires(name: str, raw: Any) -> Rules:
+    def check(value: str, where: str) -> str:
+        date = http_date(value)
+        if date is None:
+            raise ConfigError(name, f"{where}{value!r} is not a date; {EXPIRES_FORMS}")
+        return date
+
+    return parse_rules(name, raw, check)
+
+
+_KMS_KEY = re.compile(r"^(?:arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+"
+                      r"|alias/[A-Za-z0-9/_-]+|[A-Za-z0-9-]+)$")
+
+
+def parse_kms_key(name: str, raw: Any) -> str:
+    text = _text(name, raw)
+    if text and (len(text) > 2048 or not _KMS_KEY.match(text)):
+        raise ConfigError(name, f"{text!r} is not a KMS key; use a key id like 1234abcd-12ab-34cd-56ef-1234567890ab, "
+                                "a key ARN, alias/NAME or an alias ARN")
+    return text
+
+
+GLOBS_FORMS = ("use patterns relative to the source like 'drafts/*' or '.map', several separated by commas "
+               "(or a list)")
+
+
+def parse_globs(name: str, raw: Any) -> Tuple[str, ...]:
+    """Glob patterns: a list (YAML file), a JSON list, or text separated by commas
+    (how Drone and Woodpecker pass a YAML list). Blank items are left out."""
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        # "[abc]*" is a glob, '["a", "b"]' a JSON list.
+        if re.match(r"^\[\s*[\"\]]", text) or text.startswith("{"):
+            value = _json_or_value(name, text, GLOBS_FORMS)
+        else:
+            value = text.split(",")
+    if isinstance(value, dict):
+        raise ConfigError(name, f"expected patterns, got a map; {GLOBS_FORMS}")
+    if not isinstance(value, list):
+        value = [value]
+    patterns: List[str] = []
+    for item in value:
+        if isinstance(item, (dict, list)) or item is None:
+            raise ConfigError(name, f"expected a pattern, got {'nothing' if item is None else _kind(item)}; "
+                                    f"{GLOBS_FORMS}")
+        pattern = unicodedata.normalize("NFC", str(item).strip())
+        if not pattern:
+            continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in pattern):
+            raise ConfigError(name, f"{pattern!r} contains a control character; {GLOBS_FORMS}")
+        check_relative(name, pattern, GLOBS_FORMS)
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _check_acl(name: str) -> Callable[[str, str], str]:
@@ -489,6 +621,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("region", ("PLUGIN_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"), parse_region, "Bucket region. Default: us-east-1.", "REGION"),
     Option("source", ("PLUGIN_SOURCE",), parse_text, "Local folder to publish, or a glob such as 'dist/**/*.html' (keys are relative to the part before the first wildcard). Relative to the working directory (to the config file's folder for --config). Default: '.'.", "PATH"),
     Option("allow_external_symlinks", ("PLUGIN_ALLOW_EXTERNAL_SYMLINKS",), parse_bool, "Follow symbolic links that point outside the source. Default: such links are skipped with a warning (neither uploaded nor deleted).", flag=True),
+    Option("exclude", ("PLUGIN_EXCLUDE",), parse_globs, "Patterns (comma-separated, or a list) of files not to sync, matched like rule keys against the path relative to the source and against each of its folders: 'drafts' leaves out that folder, '.map' every file ending in .map, '*.psd' any PSD. Such files are not uploaded and their objects are never deleted.", "GLOB,..."),
+    Option("include", ("PLUGIN_INCLUDE",), parse_globs, "Patterns (comma-separated, or a list), as for exclude: sync only the files one matches (or that are in a folder one matches), less those excluded. Objects of other files are never deleted. Default: every file.", "GLOB,..."),
     Option("target", ("PLUGIN_TARGET",), parse_target, "Key prefix in the bucket; '/' is the bucket root. Default: '/'.", "PREFIX"),
     Option("delete", ("PLUGIN_DELETE",), parse_bool, "Delete objects under the target that are not in the source (after all uploads succeeded).", flag=True),
     Option("allow_empty_source", ("PLUGIN_ALLOW_EMPTY_SOURCE",), parse_bool, "With delete: let a source that has no files (an empty folder, a glob matching nothing) delete everything under the target. Without it such a run is refused before any write (exit 3).", flag=True),
@@ -498,6 +632,12 @@ OPTIONS: Tuple[Option, ...] = (
     Option("content_encoding", ("PLUGIN_CONTENT_ENCODING",), parse_rules, "Content-Encoding for all files, or a map of '.ext'/glob to encoding. Default: none.", "ENC|MAP"),
     Option("compress", ("PLUGIN_COMPRESS",), parse_compress, "Compress files on the fly for upload, with Content-Encoding set: gzip, br (brotli; needs drone-s3-sync[brotli]) or none for all files, a map of '.ext'/glob to gzip/br/none, or a list of extensions to gzip (.html,.css,.js). Deterministic output: unchanged files are not uploaded again. Default: none.", "ENC|MAP|LIST"),
     Option("cache_control", ("PLUGIN_CACHE_CONTROL",), parse_rules, "Cache-Control for all files, or a map of '.ext'/glob to value. Default: none.", "VALUE|MAP"),
+    Option("content_disposition", ("PLUGIN_CONTENT_DISPOSITION",), parse_rules, "Content-Disposition for all files, or a map of '.ext'/glob to value (e.g. attachment). Default: none.", "VALUE|MAP"),
+    Option("content_language", ("PLUGIN_CONTENT_LANGUAGE",), parse_rules, "Content-Language for all files, or a map of '.ext'/glob to value (e.g. en, de-CH). Default: none.", "LANG|MAP"),
+    Option("expires", ("PLUGIN_EXPIRES",), parse_expires, "Expires header: an HTTP-date or an ISO 8601 date/time (UTC unless it gives a zone), for all files or as a map of '.ext'/glob to date. Default: none.", "DATE|MAP"),
+    Option("storage_class", ("PLUGIN_STORAGE_CLASS",), parse_storage_class, "S3 storage class (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, ...) for all files, or a map of '.ext'/glob to class. Default: unset, objects keep the class they have (e.g. from a lifecycle rule); new ones get STANDARD.", "CLASS|MAP"),
+    Option("encryption", ("PLUGIN_ENCRYPTION",), parse_encryption, "Server-side encryption: AES256, aws:kms or aws:kms:dsse, for all files or as a map of '.ext'/glob to value. Default: unset, objects keep their encryption; new ones get the bucket default.", "SSE|MAP"),
+    Option("kms_key_id", ("PLUGIN_KMS_KEY_ID",), parse_kms_key, "KMS key (id, ARN, alias/NAME or alias ARN) for objects whose encryption is aws:kms or aws:kms:dsse. Default: the object's current key, else the bucket's or AWS managed key.", "KEY"),
     Option("metadata", ("PLUGIN_METADATA",), parse_metadata, "User metadata: a map for all files, or a map of glob to map.", "MAP"),
     Option("redirects", ("PLUGIN_REDIRECTS",), parse_redirects, "Map of key (relative to the target) to redirect location, written as zero-byte objects with x-amz-website-redirect-location.", "MAP"),
     Option("cloudfront_distribution", ("PLUGIN_CLOUDFRONT_DISTRIBUTION",), parse_distributions, "CloudFront distribution id(s) to invalidate for the paths this run changed.", "ID"),
@@ -532,6 +672,8 @@ class Settings:
     region: str = "us-east-1"
     source: str = "."
     allow_external_symlinks: bool = False
+    exclude: Tuple[str, ...] = ()
+    include: Tuple[str, ...] = ()
     target: str = ""
     delete: bool = False
     allow_empty_source: bool = False
@@ -541,6 +683,12 @@ class Settings:
     content_encoding: Rules = ()
     compress: Rules = ()
     cache_control: Rules = ()
+    content_disposition: Rules = ()
+    content_language: Rules = ()
+    expires: Rules = ()
+    storage_class: Rules = ()
+    encryption: Rules = ()
+    kms_key_id: str = ""
     metadata: MetadataRules = ()
     redirects: Tuple[Tuple[str, str], ...] = ()
     cloudfront_distribution: Tuple[str, ...] = ()
@@ -613,6 +761,9 @@ def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = 
         # Half a key pair is ignored, as the original plugin did; the credential chain applies.
         values["access_key"] = values["secret_key"] = ""
     check_credentials(values, {o.name: origin.get(o.name, o.name) for o in OPTIONS})
+    if values.get("kms_key_id") and not any(v in KMS_ENCRYPTIONS for _, v in values.get("encryption", ())):
+        raise ConfigError(origin.get("kms_key_id", "kms_key_id"), "is used only for objects encrypted with aws:kms or "
+                                                                  "aws:kms:dsse; set encryption to one of them too")
     if not values.get("assume_role_session_name"):
         values.pop("assume_role_session_name", None)
     return Settings(**values)
@@ -842,6 +993,8 @@ with --config, and the defaults. Maps are JSON in flags and variables, YAML maps
 in the file. In a rule map, a key like ".svg" or "" matches by extension (""
 means no extension); any other key is a glob on the path relative to the source,
 where * also matches '/'. The first matching rule, in the order written, wins.
+include and exclude take the same patterns, tried on the relative path and on
+each of its folders: files they leave out are neither uploaded nor deleted.
 """
 
 HELP_EPILOG = """\

@@ -10,15 +10,19 @@ an MD5), and `make_plan` turns it all into a Plan.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .config import Settings
+from .config import KMS_ENCRYPTIONS, Settings
 from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
-from .rules import HeaderRules
+from .rules import HeaderRules, Selection
 from .state import Entry
 
 COPY_LIMIT = 5 * 1024 ** 3  # CopyObject's largest source object
+# Storage classes whose objects CopyObject cannot read until they are restored:
+# their headers are changed by uploading the bytes again.
+ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 # Canned ACLs that S3 reports back as plain owner FULL_CONTROL when the bucket
 # owner and the object owner are the same account.
@@ -33,10 +37,32 @@ def acl_matches(desired: str, observed: str) -> bool:
     return desired == observed or observed in _ACL_SAME_AS.get(desired, ())
 
 
-def header_differences(desired: ObjectHeaders, remote: ObjectHeaders) -> List[str]:
-    names = [n for n in desired.differences(remote) if n != "acl"]
-    if not acl_matches(desired.acl, remote.acl):
-        names.append("acl")
+def kms_key_matches(desired: str, observed: Optional[str]) -> bool:
+    """S3 reports a KMS key by its ARN; a setting may give the key id, or an alias,
+    which only KMS could resolve: an object under some key counts as under it."""
+    if observed is None:
+        return False
+    if desired == observed or observed.endswith(":key/" + desired):
+        return True
+    return desired.startswith("alias/") or ":alias/" in desired
+
+
+def header_differences(desired: ObjectHeaders, remote: ObjectHeaders, listed_class: Optional[str] = None) -> List[str]:
+    """Fields the object must change. `listed_class`: the storage class the listing
+    shows, which is current even where `remote` comes from the state object.
+    Storage class, encryption and KMS key left unset in the settings never differ."""
+    names = []
+    for name in desired.differences(remote):
+        if name == "acl" and acl_matches(desired.acl, remote.acl):
+            continue
+        if name == "storage_class" and listed_class is not None:
+            continue  # compared below, with the listing
+        if name == "kms_key_id" and remote.encryption in KMS_ENCRYPTIONS and kms_key_matches(desired.kms_key_id,
+                                                                                             remote.kms_key_id):
+            continue
+        names.append(name)
+    if desired.storage_class and listed_class is not None and listed_class != desired.storage_class:
+        names.append("storage_class")
     return names
 
 
@@ -101,9 +127,40 @@ def content_matches(remote: RemoteObject, digest: Optional[Digest], details: Opt
     return False
 
 
-def needs_md5_metadata(details: Optional[RemoteDetails]) -> bool:
-    """Objects whose ETag will not be an MD5 get the MD5 recorded in metadata."""
-    return details is not None and details.sse in ("aws:kms", "aws:kms:dsse", "SSE-C")
+def needs_md5_metadata(details: Optional[RemoteDetails], desired: Optional[ObjectHeaders] = None) -> bool:
+    """Objects whose ETag will not be an MD5 get the MD5 recorded in metadata:
+    those encrypted with KMS (by the settings or as the object is now) or SSE-C."""
+    if desired is not None and desired.encryption in KMS_ENCRYPTIONS:
+        return True
+    if details is None or (desired is not None and desired.encryption == "AES256"):
+        return False
+    return details.sse in ("aws:kms", "aws:kms:dsse", "SSE-C")
+
+
+def md5_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], rules: HeaderRules) -> Set[str]:
+    """Files `hash_needs` leaves unhashed (new, or of another size) that the settings
+    encrypt with KMS: their upload records the MD5, which their ETag will not be."""
+    if not rules.encryption:
+        return set()
+    keys = set()
+    for local in locals_:
+        remote = remotes.get(local.key)
+        if (remote is None or remote.size != local.size) and \
+                rules.headers_for(local.rel, local.path).encryption in KMS_ENCRYPTIONS:
+            keys.add(local.key)
+    return keys
+
+
+def selected_remotes(remotes: Mapping[str, RemoteObject], settings: Settings,
+                     selection: Selection) -> Dict[str, RemoteObject]:
+    """The listed objects this run manages: those whose key relative to the target
+    `include`/`exclude` select, and every redirect key. The others are neither
+    compared nor deleted, and do not count as objects under the target."""
+    if not selection:
+        return dict(remotes)
+    redirects = {key for key, _, _ in redirect_keys(settings)}
+    start = len(settings.target)
+    return {key: remote for key, remote in remotes.items() if key in redirects or selection.selects(key[start:])}
 
 
 def redirect_keys(settings: Settings) -> List[Tuple[str, str, str]]:
@@ -186,12 +243,13 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
 
 def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[RemoteObject],
                  digest: Optional[Digest], detail: Optional[RemoteDetails], entry: Optional[Entry]) -> Action:
-    md5 = digest.md5 if digest and needs_md5_metadata(detail) else None
+    md5 = digest.md5 if digest and needs_md5_metadata(detail, desired) else None
     # What the object would hold: a compressed file not compressed in this run
     # (the state settled it) has the size of the object the state describes.
     size = object_size(local, digest)
     if remote is None:
-        return Action(Kind.UPLOAD, local.key, Reason.NEW, local, desired, local.size if size is None else size)
+        return Action(Kind.UPLOAD, local.key, Reason.NEW, local, desired, local.size if size is None else size,
+                      md5=md5)
     if size is not None and remote.size != size:
         return Action(Kind.UPLOAD, local.key, Reason.SIZE, local, desired, size, md5=md5)
     size = remote.size
@@ -200,13 +258,19 @@ def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[Remo
                       md5=md5)
     if detail is None:  # headers unknown: the pipeline always fetches them; stay safe anyway
         return Action(Kind.UPDATE, local.key, Reason.HEADERS, local, desired, size, detail="unknown")
-    changed = header_differences(desired, detail.headers)
+    changed = header_differences(desired, detail.headers, remote.storage_class)
     if not changed:
         return Action(Kind.SKIP, local.key, Reason.UNCHANGED, local, desired, size)
     reason = Reason.ACL if changed == ["acl"] else Reason.HEADERS
-    if size > COPY_LIMIT:  # CopyObject cannot copy it; upload the bytes again
-        return Action(Kind.UPLOAD, local.key, reason, local, desired, size, ", ".join(changed), md5=detail.md5)
-    return Action(Kind.UPDATE, local.key, reason, local, desired, size, ", ".join(changed), remote=detail)
+    if needs_md5_metadata(detail, desired):
+        md5 = md5 or detail.md5
+    if size > COPY_LIMIT or remote.storage_class in ARCHIVED:
+        # CopyObject cannot copy it (too big, or archived): upload the bytes again,
+        # keeping what a copy would keep (the listing knows the current class).
+        return Action(Kind.UPLOAD, local.key, reason, local, desired, size, ", ".join(changed),
+                      md5=md5 or detail.md5, remote=replace(detail, storage_class=remote.storage_class))
+    return Action(Kind.UPDATE, local.key, reason, local, desired, size, ", ".join(changed), md5=md5,
+                  remote=detail)
 
 
 def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteObject],
@@ -215,7 +279,7 @@ def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteOb
         return Action(Kind.REDIRECT, key, Reason.NEW, headers=desired)
     if remote.size != 0 or detail is None:
         return Action(Kind.REDIRECT, key, Reason.REDIRECT_CHANGED, headers=desired)
-    changed = header_differences(desired, detail.headers)
+    changed = header_differences(desired, detail.headers, remote.storage_class)
     if not changed:
         return Action(Kind.SKIP, key, Reason.UNCHANGED, headers=desired)
     reason = Reason.REDIRECT_CHANGED if "redirect" in changed else Reason.HEADERS

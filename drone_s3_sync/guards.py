@@ -13,6 +13,8 @@ from typing import Optional
 from .config import Settings
 from .model import Kind, Plan
 
+SELECTION_NOTE = ", or include/exclude select none of its files"
+
 
 def refusal(plan: Plan, settings: Settings, *, local_files: int, remote_objects: int) -> Optional[str]:
     """Why this plan must not run, or None.
@@ -25,7 +27,9 @@ def refusal(plan: Plan, settings: Settings, *, local_files: int, remote_objects:
     deletes = len(plan.of(Kind.DELETE))
     where = f"s3://{settings.bucket}/{settings.target}"
     if local_files == 0 and not settings.allow_empty_source:
-        return (f"the source {settings.source!r} has no files (an empty folder, or a glob that matches nothing), "
+        selection = SELECTION_NOTE if settings.include or settings.exclude else ""
+        return (f"the source {settings.source!r} has no files (an empty folder, or a glob that matches nothing"
+                f"{selection}), "
                 f"and with delete on, deleting would empty {where} ({_objects(deletes)} to delete). "
                 "Nothing was written. If an empty source is intended, set allow_empty_source: true "
                 "(PLUGIN_ALLOW_EMPTY_SOURCE=true, --allow-empty-source).")

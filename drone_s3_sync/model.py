@@ -32,6 +32,7 @@ class RemoteObject:
     key: str
     size: int
     etag: str  # without quotes, lower case
+    storage_class: str = "STANDARD"  # as listed; S3 lists every object's class
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -39,7 +40,10 @@ class ObjectHeaders:
     """What a settings rule set says an object should carry; compared by value.
 
     `metadata` is a sorted tuple of (lower-case name, value) so that two header
-    sets compare equal regardless of how S3 cased the names.
+    sets compare equal regardless of how S3 cased the names. For the fields in
+    KEPT_WHEN_UNSET, None in a wanted header set means "whatever the object has"
+    (a lifecycle rule's storage class, the bucket's default encryption); for
+    the others None means "no such header".
     """
 
     content_type: str
@@ -48,14 +52,27 @@ class ObjectHeaders:
     metadata: Tuple[Tuple[str, str], ...] = ()
     acl: str = "private"
     redirect: Optional[str] = None
+    content_disposition: Optional[str] = None
+    content_language: Optional[str] = None
+    expires: Optional[str] = None  # an HTTP-date, as S3 returns it
+    storage_class: Optional[str] = None
+    encryption: Optional[str] = None  # "AES256", "aws:kms", "aws:kms:dsse"
+    kms_key_id: Optional[str] = None
 
     def differences(self, other: "ObjectHeaders") -> List[str]:
-        """Names of the fields in which `other` differs from this one."""
+        """Names of the fields in which `other` differs from what this one wants."""
         names = []
-        for name in ("content_type", "content_encoding", "cache_control", "metadata", "acl", "redirect"):
-            if getattr(self, name) != getattr(other, name):
+        for name in HEADER_FIELDS:
+            wanted = getattr(self, name)
+            if wanted is None and name in KEPT_WHEN_UNSET:
+                continue
+            if wanted != getattr(other, name):
                 names.append(name)
         return names
+
+
+HEADER_FIELDS = tuple(ObjectHeaders.__dataclass_fields__)
+KEPT_WHEN_UNSET = frozenset({"storage_class", "encryption", "kms_key_id"})
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -98,7 +115,9 @@ class Action:
     size: int = 0
     detail: str = ""  # e.g. which header fields differ
     md5: Optional[str] = None  # recorded as metadata when the ETag will not be an MD5
-    remote: Optional[RemoteDetails] = None  # for header updates: what the copy must keep
+    # For header changes (a copy, or an upload where a copy cannot be made): what
+    # the object has that the write must keep.
+    remote: Optional[RemoteDetails] = None
 
     @property
     def writes(self) -> bool:

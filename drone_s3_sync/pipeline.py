@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_futures
+from dataclasses import replace
 from functools import partial
 from typing import Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
@@ -29,9 +30,9 @@ from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, Remote
 from .redact import Redactor
 from .remote import Store, error_text
 from .report import Reporter
-from .rules import HeaderRules
+from .rules import HeaderRules, Selection
 from .scan import check_source, files_named, printable, scan
-from .state import Entry, decode as decode_state, encode as encode_state, entries_at_risk, next_state, state_key
+from .state import STATE_NAME, Entry, decode as decode_state, encode as encode_state, entries_at_risk, next_state, state_key
 
 log = logging.getLogger("drone_s3_sync")
 K = TypeVar("K")
@@ -206,6 +207,7 @@ class Run:
         self.rules = HeaderRules(settings)
         # Compressed bytes from the comparison, for the upload (a dry run uploads nothing).
         self.cache: Optional[CompressedCache] = CompressedCache() if settings.compress and not settings.dry_run else None
+        self.selection = Selection.of(settings)
         self.vouched: Set[str] = set()
         # The state object exists but could not be read: its entries are unknown.
         self.state_unread = False
@@ -219,18 +221,22 @@ class Run:
         # A redirect onto a local file is bad input: refused before any request.
         # The check after the scan below still catches what this one cannot see
         # (names that differ only in Unicode normalisation).
-        self._refuse_clashes(files_named(settings.source_path(), [rel for rel, _ in settings.redirects]))
+        self._refuse_clashes(files_named(settings.source_path(), [rel for rel, _ in settings.redirects],
+                                         self.selection))
         self.reporter.start(settings.bucket, settings.target, settings.endpoint)
         with thread_pool(1, "list") as lister:
             listing = lister.submit(self._list_with_state)
             try:
                 scanned = scan(settings.source_path(), settings.target,
-                               allow_external_symlinks=settings.allow_external_symlinks)
+                               allow_external_symlinks=settings.allow_external_symlinks, selection=self.selection)
                 self._refuse_clashes(diff.clashes(scanned.files, settings))
             except BaseException:
                 listing.cancel()
                 raise
             remotes, state_exists, stored = listing.result()
+        # include/exclude: objects of paths they leave out are not this run's to
+        # compare or delete (scan left out their files the same way).
+        remotes = diff.selected_remotes(remotes, settings, self.selection)
         # `verify` plans as if there were no state, but the state read is still
         # compared with the new one, so an unchanged state is not written again.
         state = {} if settings.verify else stored
@@ -249,7 +255,7 @@ class Run:
             self.reporter.warn(text)
         if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused below
             self.reporter.warn(f"the source {settings.source!r} has no files (an empty folder, or a glob that "
-                               "matches nothing)")
+                               f"matches nothing{guards.SELECTION_NOTE if self.selection else ''})")
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
@@ -317,6 +323,12 @@ class Run:
                                               cache=self.cache)
             if self.settings.compress:
                 self._compress_changed(files, digests, read_errors, remotes, state, hasher)
+            kms = diff.md5_needs(files, remotes, self.rules)
+            if kms:  # new files whose upload records their MD5 (SSE-KMS ETags are no MD5)
+                more, failed = hash_files([f for f in files if f.key in kms], {}, hasher, force_md5=kms,
+                                          everything=True, part_size=self.settings.part_size)
+                digests.update(more)
+                read_errors.update(failed)
             details = diff.known_details(remotes, state)
             with thread_pool(self.settings.max_concurrency, "head") as heads:
                 fetched, errors = fetch_details(
@@ -399,11 +411,15 @@ class Run:
             return stored
         kept = {k: e for k, e in stored.items() if k not in at_risk}
         try:
-            self.store.put_bytes(key, encode_state(kept), "application/gzip")
+            self.store.put_bytes(key, encode_state(kept), "application/gzip", self._state_headers())
         except (ClientError, BotoCoreError) as exc:
             raise RemoteError(f"cannot update the state object {key} before writing objects it describes "
                               f"({error_text(exc)}); nothing was changed") from None
         return kept
+
+    def _state_headers(self):
+        """The state object is encrypted as the encryption rules say for its name."""
+        return self.rules.headers_for(STATE_NAME)
 
     def _save_state(self, summary: Summary, remotes: Mapping[str, RemoteObject], digests: Dict[str, Digest],
                     old: Mapping[str, Entry]) -> None:
@@ -421,7 +437,7 @@ class Run:
             return
         key = state_key(self.settings.target)
         try:
-            self.store.put_bytes(key, encode_state(entries), "application/gzip")
+            self.store.put_bytes(key, encode_state(entries), "application/gzip", self._state_headers())
         except (ClientError, BotoCoreError) as exc:
             # The sync itself succeeded; the next run checks objects with S3 instead.
             self.reporter.warn(f"cannot write the state object {key}: {error_text(exc)}")
@@ -461,7 +477,7 @@ class Run:
                     remote = action.remote
                     if action.key in self.vouched:
                         remote = self.store.details(action.key, with_acl=False)
-                    self.store.copy_headers(action.key, action.headers, remote)
+                    self.store.copy_headers(action.key, action.headers, remote, action.md5)
             except (ClientError, BotoCoreError) as exc:
                 finish(action, error_text(exc), started)
             else:
@@ -523,8 +539,13 @@ class Run:
                     in_flight -= 1
                 started = time.monotonic()
                 try:
+                    keep = self._kept(action)
+                except (ClientError, BotoCoreError) as exc:
+                    finish(action, error_text(exc), started)
+                    continue
+                try:
                     self.store.upload(body, action.key, action.headers, action.md5,
-                                      subscribers=[progress, _Ended(ended, action, started)])
+                                      subscribers=[progress, _Ended(ended, action, started)], keep=keep)
                 except Exception as exc:  # s3transfer checks its arguments before it queues anything
                     finish(action, upload_error_text(exc, action.local.path), started)
                     continue
@@ -546,6 +567,15 @@ class Run:
                     break
             raise
         self.store.shutdown()
+
+    def _kept(self, action: Action) -> Optional[RemoteDetails]:
+        """What an upload that only changes an object's headers must keep (its
+        encryption and class where the settings leave them unset); read from S3
+        when only the state vouched for the object, as for header copies."""
+        keep = action.remote
+        if keep is not None and action.key in self.vouched:
+            keep = replace(self.store.details(action.key, with_acl=False), storage_class=keep.storage_class)
+        return keep
 
     def _upload_compressed(self, actions: Sequence[Action], progress: BaseSubscriber,
                            fail: Callable[[Action, str, float], None], ended: "queue.Queue") -> int:
@@ -571,7 +601,8 @@ class Run:
                 done = _Release(body, gate)
                 try:
                     self.store.upload(body, action.key, action.headers, action.md5,
-                                      subscribers=[progress, done, _Ended(ended, action, started)])
+                                      subscribers=[progress, done, _Ended(ended, action, started)],
+                                      keep=action.remote)
                 except BaseException:
                     done.on_done(None)
                     raise

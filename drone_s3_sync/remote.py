@@ -18,7 +18,7 @@ from botocore.credentials import (AssumeRoleCredentialFetcher, AssumeRoleWithWeb
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from s3transfer.manager import TransferConfig, TransferManager
 
-from .config import Settings
+from .config import ENCRYPTIONS, KMS_ENCRYPTIONS, Settings, http_date
 from .errors import ConfigError, RemoteError
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
 
@@ -28,7 +28,8 @@ MD5_METADATA = "md5chksum"  # base64 MD5, the name rclone uses, for objects whos
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 DELETE_BATCH = 1000
-_LISTED = "DroneS3SyncListed"  # where _take_listing leaves a page's (key, size, etag) rows
+_LISTED = "DroneS3SyncListed"  # where _take_listing leaves a page's (key, size, etag, storage class) rows
+STANDARD = "STANDARD"
 
 
 def error_text(exc: BaseException) -> str:
@@ -176,12 +177,22 @@ def _md5_from_metadata(value: Optional[str]) -> Optional[str]:
     return raw.hex() if len(raw) == 16 else None
 
 
+_CLASSES: Dict[str, str] = {}
+
+
+def storage_class(listed: Optional[str]) -> str:
+    """A listed storage class, one shared string per class (absent means STANDARD)."""
+    if not listed:
+        return STANDARD
+    return _CLASSES.setdefault(listed, listed)
+
+
 def _take_listing(response_dict, customized_response_dict, **kwargs):
     """Reads the objects of a ListObjectsV2 page before botocore's parser does.
 
     botocore turns each <Contents> into a dict shape by shape, which for large
     buckets costs more client time than anything else in a no-change run. Here
-    the rows become (key, size, etag) tuples in one pass and are removed from the
+    the rows become (key, size, etag, storage class) tuples in one pass and are removed from the
     body, so botocore parses only the page's few remaining fields (continuation
     token, truncation flag). Anything unexpected is left to botocore untouched.
     """
@@ -202,11 +213,40 @@ def _take_listing(response_dict, customized_response_dict, **kwargs):
         if key is None:
             return
         rows.append((unquote_plus(key) if url_encoded else key, int(item.findtext(ns + "Size") or 0),
-                     (item.findtext(ns + "ETag") or "").strip('"').lower()))
+                     (item.findtext(ns + "ETag") or "").strip('"').lower(),
+                     storage_class(item.findtext(ns + "StorageClass"))))
     for item in contents:
         root.remove(item)
     response_dict["body"] = ElementTree.tostring(root)
     customized_response_dict[_LISTED] = rows
+
+
+def _expires(head: dict) -> Optional[str]:
+    """The Expires header as the HTTP-date the settings are normalised to.
+    botocore parses it into a datetime and keeps the raw text in ExpiresString;
+    a value that is no date is kept as sent (and so differs from any setting)."""
+    raw = head.get("ExpiresString") or head.get("Expires")
+    if not raw:
+        return None
+    return http_date(raw) or str(raw)
+
+
+def kept_args(headers: ObjectHeaders, details: Optional[RemoteDetails]) -> dict:
+    """Arguments that keep an object's encryption, KMS key and storage class where
+    the settings leave them unset, for a write that only changes its headers: a
+    copy with REPLACE (or a new upload) would otherwise drop them."""
+    if details is None:
+        return {}
+    args = {}
+    encryption = headers.encryption
+    if not encryption and details.sse in ENCRYPTIONS:
+        encryption = args["ServerSideEncryption"] = details.sse
+    if encryption in KMS_ENCRYPTIONS and details.sse in KMS_ENCRYPTIONS and not headers.kms_key_id \
+            and details.kms_key:
+        args["SSEKMSKeyId"] = details.kms_key
+    if not headers.storage_class and details.storage_class and details.storage_class != STANDARD:
+        args["StorageClass"] = details.storage_class
+    return args
 
 
 class Store:
@@ -272,11 +312,12 @@ class Store:
             # itself (botocore decodes only when it set the parameter on its own).
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, EncodingType="url",
                                            PaginationConfig={"PageSize": 1000}):
-                for key, size, etag in page.get(_LISTED, ()):
-                    objects[key] = RemoteObject(key=key, size=size, etag=etag)
+                for key, size, etag, listed_class in page.get(_LISTED, ()):
+                    objects[key] = RemoteObject(key, size, etag, listed_class)
                 for item in page.get("Contents", ()):  # a page _take_listing left to botocore
                     key = unquote_plus(item["Key"]) if page.get("EncodingType") == "url" else item["Key"]
-                    objects[key] = RemoteObject(key=key, size=item["Size"], etag=item.get("ETag", "").strip('"').lower())
+                    objects[key] = RemoteObject(key, item["Size"], item.get("ETag", "").strip('"').lower(),
+                                                storage_class(item.get("StorageClass")))
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             cause = {
@@ -299,6 +340,10 @@ class Store:
         if with_acl:
             response = self.client.get_object_acl(Bucket=self.bucket, Key=key)
             acl = canned_acl(response.get("Owner", {}).get("ID"), response.get("Grants", ()))
+        sse = head.get("ServerSideEncryption") or ("SSE-C" if head.get("SSECustomerAlgorithm") else None)
+        kms_key = head.get("SSEKMSKeyId") or None
+        # S3 sends no storage class header for STANDARD objects.
+        stored_class = head.get("StorageClass") or STANDARD
         headers = ObjectHeaders(
             content_type=head.get("ContentType") or "",
             content_encoding=head.get("ContentEncoding") or None,
@@ -306,17 +351,28 @@ class Store:
             metadata=tuple(sorted(metadata.items())),
             acl=acl,
             redirect=head.get("WebsiteRedirectLocation") or None,
+            content_disposition=head.get("ContentDisposition") or None,
+            content_language=head.get("ContentLanguage") or None,
+            expires=_expires(head),
+            storage_class=stored_class,
+            encryption=sse,
+            kms_key_id=kms_key,
         )
-        sse = head.get("ServerSideEncryption") or ("SSE-C" if head.get("SSECustomerAlgorithm") else None)
-        return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=head.get("SSEKMSKeyId"),
-                             storage_class=head.get("StorageClass"))
+        return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=kms_key, storage_class=stored_class)
 
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     # ---------------------------------------------------------------- writes
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None) -> None:
+        """A small object of the tool's own; `headers` gives its encryption (a bucket
+        policy may refuse writes without it). Its storage class stays STANDARD."""
+        args = {}
+        if headers is not None and headers.encryption:
+            args["ServerSideEncryption"] = headers.encryption
+            if headers.kms_key_id:
+                args["SSEKMSKeyId"] = headers.kms_key_id
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **args)
 
     @staticmethod
     def header_args(headers: ObjectHeaders, md5: Optional[str] = None) -> dict:
@@ -337,6 +393,18 @@ class Store:
             args["ACL"] = headers.acl
         if headers.redirect:
             args["WebsiteRedirectLocation"] = headers.redirect
+        if headers.content_disposition:
+            args["ContentDisposition"] = headers.content_disposition
+        if headers.content_language:
+            args["ContentLanguage"] = headers.content_language
+        if headers.expires:
+            args["Expires"] = headers.expires
+        if headers.storage_class:
+            args["StorageClass"] = headers.storage_class
+        if headers.encryption:
+            args["ServerSideEncryption"] = headers.encryption
+            if headers.kms_key_id:
+                args["SSEKMSKeyId"] = headers.kms_key_id
         return args
 
     def manager(self) -> TransferManager:
@@ -352,12 +420,14 @@ class Store:
         return self._manager
 
     def upload(self, source: Union[str, IO[bytes]], key: str, headers: ObjectHeaders, md5: Optional[str] = None,
-               subscribers=None):
+               subscribers=None, keep: Optional[RemoteDetails] = None):
         """Starts an upload of a file (a path) or of a seekable file object (a
         compressed body); returns an s3transfer future (multipart from
-        multipart_threshold up, with the same part sizes either way)."""
-        return self.manager().upload(source, self.bucket, key, extra_args=self.header_args(headers, md5),
-                                     subscribers=subscribers)
+        multipart_threshold up, with the same part sizes either way).
+        `keep`: the object this upload replaces only to change its headers."""
+        args = self.header_args(headers, md5)
+        args.update(kept_args(headers, keep))
+        return self.manager().upload(source, self.bucket, key, extra_args=args, subscribers=subscribers)
 
     def cloudfront(self, quick: bool = False):
         """A CloudFront client retrying like the S3 one; `quick`: short timeouts and
@@ -370,17 +440,12 @@ class Store:
     def put_redirect(self, key: str, headers: ObjectHeaders) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=b"", **self.header_args(headers))
 
-    def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails]) -> None:
-        """Rewrite an object's headers in place: a metadata-only copy onto itself."""
-        args = self.header_args(headers, details.md5 if details else None)
-        if details is not None:
-            # REPLACE would otherwise drop the object's encryption key and storage class.
-            if details.sse == "aws:kms":
-                args["ServerSideEncryption"] = "aws:kms"
-                if details.kms_key:
-                    args["SSEKMSKeyId"] = details.kms_key
-            if details.storage_class and details.storage_class != "STANDARD":
-                args["StorageClass"] = details.storage_class
+    def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
+                     md5: Optional[str] = None) -> None:
+        """Rewrite an object's headers in place: a metadata-only copy onto itself.
+        `md5` (else the one recorded in the object) is recorded in its metadata."""
+        args = self.header_args(headers, md5 or (details.md5 if details else None))
+        args.update(kept_args(headers, details))
         self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
                                 MetadataDirective="REPLACE", **args)
 

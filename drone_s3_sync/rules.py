@@ -7,6 +7,10 @@ of public/, and "*.png" any PNG at any depth). For patterns written for the
 original plugin, which matched against the absolute local path ("*/public/*"),
 the glob is also tried on the absolute path. The first matching rule in the
 order written wins.
+
+`include` and `exclude` use the same patterns (`Selection`), matched against
+the path relative to the source only (never the absolute path), and also
+against each folder of it, so that `node_modules` or `.git` name a whole folder.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import re
 from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .config import Settings
+from .config import KMS_ENCRYPTIONS, Settings
 from .contenttypes import guess_content_type
 from .model import LocalFile, ObjectHeaders
 
@@ -68,6 +72,12 @@ class HeaderRules:
         self.compress = RuleSet(settings.compress)
         self.cache_control = RuleSet(settings.cache_control)
         self.metadata = RuleSet(settings.metadata)
+        self.content_disposition = RuleSet(settings.content_disposition)
+        self.content_language = RuleSet(settings.content_language)
+        self.expires = RuleSet(settings.expires)
+        self.storage_class = RuleSet(settings.storage_class)
+        self.encryption = RuleSet(settings.encryption)
+        self.kms_key_id = settings.kms_key_id or None
         self._interned: Dict[tuple, ObjectHeaders] = {}
 
     def encoding_for(self, rel: str, abs_path: str = "") -> Optional[str]:
@@ -95,6 +105,7 @@ class HeaderRules:
                     encoding: Optional[str] = None) -> ObjectHeaders:
         """`encoding`: the compression the file is uploaded with, which is its
         Content-Encoding whatever the content_encoding rules say."""
+        encryption = self.encryption.first(rel, abs_path)
         values = (
             self.content_type.first(rel, abs_path) or guess_content_type(rel),
             encoding or self.content_encoding.first(rel, abs_path),
@@ -102,6 +113,12 @@ class HeaderRules:
             self.metadata.first(rel, abs_path) or (),
             self.acl.first(rel, abs_path) or "private",
             redirect,
+            self.content_disposition.first(rel, abs_path),
+            self.content_language.first(rel, abs_path),
+            self.expires.first(rel, abs_path),
+            self.storage_class.first(rel, abs_path),
+            encryption,
+            self.kms_key_id if encryption in KMS_ENCRYPTIONS else None,
         )
         # A site has a handful of distinct header sets: share one object per set
         # instead of holding one per file.
@@ -109,3 +126,53 @@ class HeaderRules:
         if headers is None:
             headers = self._interned[values] = ObjectHeaders(*values)
         return headers
+
+
+class _Patterns:
+    """Patterns that cover a path when they match it or one of its folders."""
+
+    def __init__(self, patterns: Sequence[str]):
+        self._matchers = [_compile(pattern) for pattern in patterns]
+        self._folders: Dict[str, bool] = {"": False}  # folder -> covered; a site has few folders
+
+    def __bool__(self) -> bool:
+        return bool(self._matchers)
+
+    def _match(self, path: str) -> bool:
+        return any(match(path, "") for match in self._matchers)
+
+    def _folder(self, folder: str) -> bool:
+        covered = self._folders.get(folder)
+        if covered is None:
+            covered = self._folders[folder] = self._folder(folder.rpartition("/")[0]) or self._match(folder)
+        return covered
+
+    def cover(self, rel: str) -> bool:
+        return self._folder(rel.rpartition("/")[0]) or self._match(rel)
+
+
+class Selection:
+    """`include` / `exclude`: which paths relative to the source (the same as keys
+    relative to the target) a run syncs. A path is selected when no include is
+    given or one covers it, and no exclude covers it. Not thread-safe (it caches
+    per folder); the pipeline uses it from one thread."""
+
+    def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = ()):
+        self._include = _Patterns(include)
+        self._exclude = _Patterns(exclude)
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Selection":
+        return cls(settings.include, settings.exclude)
+
+    def __bool__(self) -> bool:
+        return bool(self._include) or bool(self._exclude)
+
+    def selects(self, rel: str) -> bool:
+        if self._include and not self._include.cover(rel):
+            return False
+        return not self._exclude.cover(rel)
+
+    def excludes_all_below(self, rel: str) -> bool:
+        """True when an exclude covers `rel` itself: no path below it can be selected."""
+        return bool(self._exclude) and self._exclude.cover(rel)

@@ -9,7 +9,9 @@ Links are followed while they stay inside the source; one leading outside is
 skipped with a warning unless `allow_external_symlinks`. What cannot be read
 (permissions, broken links, names that are not UTF-8, files gone meanwhile)
 is reported by name; the keys of everything left out are returned so that no
-object is deleted for it.
+object is deleted for it. Files that `include`/`exclude` do not select are
+left out as if they were not there (no warning, no error); a folder an
+exclude pattern covers is not even entered.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from .errors import ConfigError
 from .model import LocalFile
+
+if TYPE_CHECKING:
+    from .rules import Selection
 
 GLOB_CHARS = "*?["
 
@@ -122,9 +127,11 @@ def check_source(source_path: str, setting: str = "source") -> None:
         raise ConfigError(setting, f"{base} is not a folder or a file; {SOURCE_FORMS}")
 
 
-def files_named(source_path: str, rels: Sequence[str]) -> List[str]:
+def files_named(source_path: str, rels: Sequence[str], selection: Optional["Selection"] = None) -> List[str]:
     """Which of these paths (relative to the source) name a file the source
     would publish: a cheap check that needs no walk of the tree."""
+    if selection:
+        rels = [rel for rel in rels if selection.selects(rel)]
     base, pattern = split_glob(source_path)
     if pattern is None and os.path.isfile(base):
         return [rel for rel in rels if rel == os.path.basename(base)]
@@ -142,7 +149,8 @@ class _Note(NamedTuple):
     error: bool  # a problem that fails the run, or only a warning
 
 
-def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False) -> ScanResult:
+def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False,
+         selection: Optional["Selection"] = None) -> ScanResult:
     """List the files of `source_path` (already made absolute) for the `target` prefix.
 
     Links are followed inside the source; a link that leads outside it is
@@ -161,12 +169,19 @@ def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False
         raise ConfigError("source", f"{base} is not a folder or a file; {SOURCE_FORMS}")
     else:
         root = base
-        found, notes = _walk(base, allow_external_symlinks)
+        skip = None
+        if selection:
+            skip = lambda rel: selection.excludes_all_below(unicodedata.normalize("NFC", rel))  # noqa: E731
+        found, notes = _walk(base, allow_external_symlinks, skip)
         if pattern is not None:
             regex = glob_regex(pattern)
             found = [(rel, path) for rel, path in found if regex.match(rel)]
             # A folder that could not be entered may hold matching files: keep its notes.
             notes = [note for note in notes if note.folder or regex.match(note.rel)]
+    if selection:
+        # A folder that could not be entered may hold selected files: keep its notes.
+        found = [(rel, path) for rel, path in found if selection.selects(unicodedata.normalize("NFC", rel))]
+        notes = [note for note in notes if note.folder or selection.selects(unicodedata.normalize("NFC", note.rel))]
     result = ScanResult(files=[], root=root)
 
     def leave_out(rel: str, text: str, error: bool = True, folder: bool = False) -> None:
@@ -212,9 +227,11 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _walk(base: str, allow_external: bool) -> Tuple[List[Tuple[str, str]], List[_Note]]:
+def _walk(base: str, allow_external: bool, skip: Optional[Callable[[str], bool]] = None
+          ) -> Tuple[List[Tuple[str, str]], List[_Note]]:
     """(relative POSIX path, absolute path) of every file below `base`, and
-    notes on what was left out.
+    notes on what was left out. Entries for which `skip(relative path)` is true
+    are passed over without a look (nor a note), folders with all they hold.
 
     Symbolic links are followed when they stay inside `base` (or everywhere
     with `allow_external`). A folder is skipped only when it is its own
@@ -239,6 +256,8 @@ def _walk(base: str, allow_external: bool) -> Tuple[List[Tuple[str, str]], List[
         subfolders = []
         for entry in entries:
             rel = prefix + entry.name
+            if skip is not None and skip(rel):
+                continue
             if not is_utf8(entry.name):
                 is_dir = _is_dir(entry)
                 kind = "folder" if is_dir else "name"

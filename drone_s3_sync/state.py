@@ -53,8 +53,24 @@ class Entry:
         return remote is not None and remote.etag == self.etag and remote.size == self.size
 
 
+# A headers row: the six fields every version writes, then the later ones in this
+# order, written up to the last one that is set. A row written before they
+# existed (or with them unset) is six long: missing fields are unset.
+_LATER_FIELDS = ("content_disposition", "content_language", "expires", "storage_class", "encryption", "kms_key_id")
+
+
 def _headers_row(h: ObjectHeaders) -> list:
-    return [h.content_type, h.content_encoding, h.cache_control, [list(p) for p in h.metadata], h.acl, h.redirect]
+    row = [h.content_type, h.content_encoding, h.cache_control, [list(p) for p in h.metadata], h.acl, h.redirect]
+    row.extend(getattr(h, name) for name in _LATER_FIELDS)
+    while len(row) > 6 and row[-1] is None:
+        row.pop()
+    return row
+
+
+def _headers_of(row: list) -> ObjectHeaders:
+    later = {name: (None if value is None else str(value)) for name, value in zip(_LATER_FIELDS, row[6:])}
+    return ObjectHeaders(content_type=row[0], content_encoding=row[1], cache_control=row[2],
+                         metadata=tuple((str(k), str(v)) for k, v in row[3]), acl=row[4], redirect=row[5], **later)
 
 
 def encode(entries: Mapping[str, Entry]) -> bytes:
@@ -80,11 +96,7 @@ def decode(data: bytes) -> Dict[str, Entry]:
         if document.get("format") != FORMAT:
             log.warning("state object has format %r; ignoring it", document.get("format"))
             return {}
-        headers = [
-            ObjectHeaders(content_type=r[0], content_encoding=r[1], cache_control=r[2],
-                          metadata=tuple((str(k), str(v)) for k, v in r[3]), acl=r[4], redirect=r[5])
-            for r in document["headers"]
-        ]
+        headers = [_headers_of(row) for row in document["headers"]]
         return {key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
                 for key, v in document["objects"].items()}
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:

@@ -58,6 +58,17 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_SOURCE", "a.txt/*.html", "not a folder or a file", "a folder, a single file", id="glob-in-file"),
     ] + ([bad("PLUGIN_SOURCE", "/dev/null", "not a folder or a file", "a glob such as", id="device")]
          if sys.platform != "win32" else []),
+    "exclude": [
+        bad("PLUGIN_EXCLUDE", "../secret/*", "'.' or '..' segments", "relative to the source like 'drafts/*'",
+            id="dotdot"),
+        bad("PLUGIN_EXCLUDE", '{"drafts": true}', "got a map", "several separated by commas", id="map"),
+        bad("PLUGIN_EXCLUDE", '["drafts",', "invalid JSON", id="bad-json"),
+    ],
+    "include": [
+        bad("PLUGIN_INCLUDE", "./docs/*", "'.' or '..' segments", "relative to the source like 'drafts/*'",
+            id="dot"),
+        bad("PLUGIN_INCLUDE", '["docs", ["api"]]', "got a list", id="nested-list"),
+    ],
     "target": [
         bad("PLUGIN_TARGET", "../x", "'/' for the bucket root", id="dotdot"),
         bad("PLUGIN_TARGET", "site/../../other", "a key prefix such as", id="dotdot-inside"),
@@ -106,6 +117,36 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_CACHE_CONTROL", '{".html": "max-age=60",', "invalid JSON", RULES, id="bad-json"),
         bad("PLUGIN_CACHE_CONTROL", '["max-age=60"]', RULES, id="list"),
         bad("PLUGIN_CACHE_CONTROL", '{".html": "a", ".html": "b"}', "give each key once", id="duplicate-key"),
+    ],
+    "content_disposition": [
+        bad("PLUGIN_CONTENT_DISPOSITION", '["attachment"]', RULES, id="list"),
+        bad("PLUGIN_CONTENT_DISPOSITION", '{".pdf": ""}', "give a value or leave the rule out", id="empty"),
+    ],
+    "content_language": [
+        bad("PLUGIN_CONTENT_LANGUAGE", "fran\u00e7ais", "printable ASCII", id="non-ascii"),
+        bad("PLUGIN_CONTENT_LANGUAGE", '{"*.html": "en",', "invalid JSON", RULES, id="bad-json"),
+    ],
+    "expires": [
+        bad("PLUGIN_EXPIRES", "next week", "not a date", "HTTP-date", "ISO 8601", id="words"),
+        bad("PLUGIN_EXPIRES", '{".pdf": "2030-02-30"}', "rule '.pdf'", "not a date", id="no-such-day"),
+        Bad(env={}, names="expires (in deploy.yml)", forms=(RULES,), args=("--config", "deploy.yml"),
+            files={"deploy.yml": "expires: [2030-01-01]\n"}, id="config-file-list"),
+    ],
+    "storage_class": [
+        bad("PLUGIN_STORAGE_CLASS", "STANDART_IA", "did you mean 'STANDARD_IA'?", "use one of STANDARD,", id="typo"),
+        bad("PLUGIN_STORAGE_CLASS", '{"*.iso": "COLD"}', "not an S3 storage class", "EXPRESS_ONEZONE", id="in-map"),
+    ],
+    "encryption": [
+        bad("PLUGIN_ENCRYPTION", "kms", "did you mean 'aws:kms'?", "AES256, aws:kms, aws:kms:dsse", id="typo"),
+        bad("PLUGIN_ENCRYPTION", "SSE-C", "not a server-side encryption", "AES256, aws:kms", id="sse-c"),
+    ],
+    "kms_key_id": [
+        bad("PLUGIN_KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab", "set encryption to one of them too",
+            id="without-encryption"),
+        Bad(env={"PLUGIN_ENCRYPTION": "AES256", "PLUGIN_KMS_KEY_ID": "alias/site"}, names="PLUGIN_KMS_KEY_ID",
+            forms=("aws:kms or aws:kms:dsse",), id="with-aes256"),
+        Bad(env={"PLUGIN_ENCRYPTION": "aws:kms", "PLUGIN_KMS_KEY_ID": "my key"}, names="PLUGIN_KMS_KEY_ID",
+            forms=("a key ARN, alias/NAME",), id="space"),
     ],
     "metadata": [
         bad("PLUGIN_METADATA", "{not json}", "invalid JSON", '{"key": "value"}', id="bad-json"),

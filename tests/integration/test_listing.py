@@ -43,6 +43,15 @@ def test_awkward_keys_sizes_and_etags_match_the_bucket(s3_server, s3, bucket):
     assert s3_server.ops(bucket) == collections.Counter({"ListObjectsV2": 1})
 
 
+def test_storage_class_of_each_object_is_listed(s3_server, s3, bucket):
+    with s3_server.paused():
+        s3.put_object(Bucket=bucket, Key="a", Body=b"a")
+        s3.put_object(Bucket=bucket, Key="b", Body=b"b", StorageClass="GLACIER_IR")
+    listed = store_for(s3_server, bucket).list("")
+    assert {k: o.storage_class for k, o in listed.items()} == {"a": "STANDARD", "b": "GLACIER_IR"}
+    assert s3_server.ops(bucket) == collections.Counter({"ListObjectsV2": 1})  # no HeadObject needed
+
+
 def test_prefix_and_pages(s3_server, s3, bucket):
     with s3_server.paused():
         for i in range(1003):
@@ -65,15 +74,18 @@ def page(contents: str, encoding: str = "url") -> dict:
     return {"status_code": 200, "body": body.encode("utf-8"), "headers": {}}
 
 
-def item(key: str, size: int = 1, etag: str = '"ABC"') -> str:
-    return f"<Contents><Key>{key}</Key><Size>{size}</Size><ETag>{etag.replace(chr(34), '&quot;')}</ETag></Contents>"
+def item(key: str, size: int = 1, etag: str = '"ABC"', storage_class: str = "") -> str:
+    stored = f"<StorageClass>{storage_class}</StorageClass>" if storage_class else ""
+    return (f"<Contents><Key>{key}</Key><Size>{size}</Size><ETag>{etag.replace(chr(34), '&quot;')}</ETag>"
+            f"{stored}</Contents>")
 
 
 def test_rows_are_taken_and_the_rest_is_left_for_botocore():
-    response = page(item("a%20b+c%2Bd.txt", 5) + item("x", 0, '"0123-2"'))
+    response = page(item("a%20b+c%2Bd.txt", 5) + item("x", 0, '"0123-2"', "GLACIER_IR"))
     custom = {}
     _take_listing(response_dict=response, customized_response_dict=custom)
-    assert custom[_LISTED] == [("a b c+d.txt", 5, "abc"), ("x", 0, "0123-2")]
+    # No StorageClass element: STANDARD, as S3 means it.
+    assert custom[_LISTED] == [("a b c+d.txt", 5, "abc", "STANDARD"), ("x", 0, "0123-2", "GLACIER_IR")]
     root = ElementTree.fromstring(response["body"])
     assert root.findall(f"{{{NS}}}Contents") == []
     assert root.findtext(f"{{{NS}}}NextContinuationToken") == "tok"
@@ -83,7 +95,7 @@ def test_keys_are_not_decoded_without_url_encoding():
     response = page(item("a%20b+c"), encoding="")
     custom = {}
     _take_listing(response_dict=response, customized_response_dict=custom)
-    assert custom[_LISTED] == [("a%20b+c", 1, "abc")]
+    assert custom[_LISTED] == [("a%20b+c", 1, "abc", "STANDARD")]
 
 
 @pytest.mark.parametrize("response", [

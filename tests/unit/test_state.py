@@ -149,3 +149,40 @@ def test_entries_at_risk_are_those_a_write_could_make_lie():
     ])
     assert entries_at_risk(plan, stored, listed) == {"copy.html", "redirect.html", "big.html", "replaced.html",
                                                      "gone.html"}
+
+
+# ---------------------------------------------------------------- headers rows across versions
+
+WEB = ObjectHeaders(content_type="application/pdf", content_disposition="attachment", content_language="en",
+                    expires="Tue, 01 Jan 2030 00:00:00 GMT", storage_class="STANDARD_IA", encryption="aws:kms",
+                    kms_key_id="arn:aws:kms:us-east-1:123456789012:key/k")
+
+
+def _document(data: bytes) -> dict:
+    import json
+    return json.loads(gzip.decompress(data))
+
+
+def test_headers_with_every_field_round_trip():
+    entries = {"a.pdf": entry(headers=WEB), "b.pdf": entry("bb", headers=replace(WEB, kms_key_id=None)),
+               "c.html": entry("cc"), "d.txt": entry("dd", headers=ObjectHeaders("text/plain", expires="x"))}
+    assert decode(encode(entries)) == entries
+    rows = _document(encode(entries))["headers"]
+    # Each row has the six fields of the first format, then the later ones up to the last one set.
+    assert sorted(len(row) for row in rows) == [6, 9, 11, 12]
+
+
+def test_state_written_before_the_web_header_fields_still_decodes():
+    # Bytes as the previous release wrote them: six fields a row.
+    import json
+    old = {"format": 1, "tool": "drone-s3-sync",
+           "headers": [["text/html; charset=utf-8", None, "max-age=60", [["site", "demo"]], "private", None]],
+           "objects": {"index.html": ["aa", 3, "x1", 0]}}
+    data = gzip.compress(json.dumps(old, separators=(",", ":")).encode(), compresslevel=6, mtime=0)
+    decoded = decode(data)
+    assert decoded == {"index.html": entry()}  # missing fields are unset
+    headers = decoded["index.html"].headers
+    assert (headers.content_disposition, headers.content_language, headers.expires, headers.storage_class,
+            headers.encryption, headers.kms_key_id) == (None,) * 6
+    # An unchanged site writes the very same bytes again: no state rewrite after an upgrade.
+    assert encode(decoded) == data

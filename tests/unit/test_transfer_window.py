@@ -44,7 +44,7 @@ class StandInStore:
         self.ender = threading.Thread(target=self._end_uploads, daemon=True)
         self.ender.start()
 
-    def upload(self, path, key, headers, md5=None, subscribers=None):
+    def upload(self, path, key, headers, md5=None, subscribers=None, keep=None):
         with self.lock:
             self.outstanding += 1
             self.most_outstanding = max(self.most_outstanding, self.outstanding)
@@ -63,7 +63,7 @@ class StandInStore:
                     subscriber.on_done(future=future)
             time.sleep(0.001)
 
-    def copy_headers(self, key, headers, details):
+    def copy_headers(self, key, headers, details, md5=None):
         with self.lock:
             self.copied.append(key)
 
