@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any, List
@@ -139,8 +140,19 @@ def test_too_many_invalidations_in_progress_is_retried(run_sync, s3_server, buck
     assert "CloudFront: invalidated 1 path(s): /a.txt" in proc.stdout
 
 
+@pytest.fixture
+def logging_restored():
+    """cli.run sets up logging for the process; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def test_too_many_invalidations_for_longer_than_the_retry_time_fails_the_run(
-        s3_server, bucket, make_tree, distribution, second_distribution, cloudfront, monkeypatch, capsys):
+        s3_server, bucket, make_tree, distribution, second_distribution, cloudfront, monkeypatch, capsys,
+        logging_restored):
     # In process, to shorten the retry time (a module constant, 5 minutes);
     # the requests go to the local server all the same.
     monkeypatch.setattr(invalidate, "RETRY_FIRST_DELAY", 0.1)

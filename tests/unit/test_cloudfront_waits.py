@@ -34,6 +34,7 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         assert seconds >= 0
+        assert len(self.sleeps) < 1000, "still sleeping after 1000 waits: a loop without an end"
         self.sleeps.append(seconds)
         self.now += seconds
 
