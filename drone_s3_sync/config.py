@@ -513,6 +513,38 @@ def parse_distributions(name: str, raw: Any) -> Tuple[str, ...]:
     return ids
 
 
+INVALIDATION_PATHS_FORMS = ("use CloudFront paths that start with '/', separated by commas (or a JSON or YAML list), "
+                            "like /index.html,/docs/*")
+
+
+def parse_invalidation_paths(name: str, raw: Any) -> Tuple[str, ...]:
+    """CloudFront paths: a comma list (Drone and Woodpecker join a YAML list
+    with commas), a JSON list, or a YAML list. Normalized and checked against
+    CloudFront's limits; () when empty."""
+    from .invalidate import check_paths
+
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        value = _json_or_value(name, text, INVALIDATION_PATHS_FORMS) if text[:1] in ("[", "{") else text.split(",")
+    if isinstance(value, dict):
+        raise ConfigError(name, f"expected a list of paths, got a map; {INVALIDATION_PATHS_FORMS}")
+    if not isinstance(value, list):
+        value = [value]
+    items = []
+    for item in value:
+        if isinstance(item, (dict, list)) or item is None:
+            raise ConfigError(name, f"expected a path, got {_kind(item) if item is not None else 'nothing'}; "
+                                    f"{INVALIDATION_PATHS_FORMS}")
+        text = str(item).strip()
+        if text:
+            items.append(text)
+    try:
+        return tuple(check_paths(items))
+    except ValueError as exc:
+        raise ConfigError(name, f"{exc}; {INVALIDATION_PATHS_FORMS}") from None
+
+
 def parse_text(name: str, raw: Any) -> str:
     return _text(name, raw)
 
@@ -641,6 +673,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option("metadata", ("PLUGIN_METADATA",), parse_metadata, "User metadata: a map for all files, or a map of glob to map.", "MAP"),
     Option("redirects", ("PLUGIN_REDIRECTS",), parse_redirects, "Map of key (relative to the target) to redirect location, written as zero-byte objects with x-amz-website-redirect-location.", "MAP"),
     Option("cloudfront_distribution", ("PLUGIN_CLOUDFRONT_DISTRIBUTION",), parse_distributions, "CloudFront distribution id(s) to invalidate for the paths this run changed.", "ID"),
+    Option("invalidation_paths", ("PLUGIN_INVALIDATION_PATHS",), parse_invalidation_paths, "CloudFront paths to invalidate instead of the paths this run changed (comma-separated, or a list), like /index.html,/docs/*. Used only when the run changed something. Default: the changed paths.", "PATHS"),
+    Option("cloudfront_wait", ("PLUGIN_CLOUDFRONT_WAIT",), parse_bool, "Wait until each CloudFront invalidation has completed, with a progress line; not completed within cloudfront_wait_timeout is a failure (exit 1).", flag=True),
+    Option("cloudfront_wait_timeout", ("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT",), parse_seconds, "With cloudfront_wait: seconds to wait for the invalidations to complete. Default: 900.", "SECONDS"),
     Option("dry_run", ("PLUGIN_DRY_RUN", "DRY_RUN"), parse_bool, "Print the plan; write nothing and invalidate nothing.", flag=True),
     Option("endpoint", ("PLUGIN_ENDPOINT", "S3_SYNC_ENDPOINT", "S3_ENDPOINT"), parse_endpoint, "S3-compatible endpoint URL (a bare host gets https://).", "URL"),
     Option("path_style", ("PLUGIN_PATH_STYLE",), parse_bool, "Use path-style addressing (http://host/bucket/key).", flag=True),
@@ -692,6 +727,9 @@ class Settings:
     metadata: MetadataRules = ()
     redirects: Tuple[Tuple[str, str], ...] = ()
     cloudfront_distribution: Tuple[str, ...] = ()
+    invalidation_paths: Tuple[str, ...] = ()  # (): the paths the run changed
+    cloudfront_wait: bool = False
+    cloudfront_wait_timeout: float = 900.0
     dry_run: bool = False
     endpoint: str = ""
     path_style: bool = False
@@ -802,6 +840,14 @@ def setting_warnings(settings: Settings) -> List[str]:
         if settings.allow_empty_source:
             warnings.append(f"{settings.label('allow_empty_source')} has no effect without delete "
                             "(this run deletes nothing)")
+    given = dict(settings.labels)
+    if not settings.cloudfront_distribution:
+        for name in ("invalidation_paths", "cloudfront_wait", "cloudfront_wait_timeout"):
+            if name in given and getattr(settings, name):
+                warnings.append(f"{settings.label(name)} has no effect without cloudfront_distribution "
+                                "(this run invalidates nothing)")
+    elif "cloudfront_wait_timeout" in given and not settings.cloudfront_wait:
+        warnings.append(f"{settings.label('cloudfront_wait_timeout')} has no effect without cloudfront_wait")
     return warnings
 
 

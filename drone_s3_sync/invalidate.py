@@ -26,15 +26,39 @@ Escaping follows CloudFront's documented rule: percent-encode non-ASCII
 characters and the characters RFC 1738 calls unsafe, and nothing else,
 because CloudFront compares invalidation paths with cached request paths
 literally and does not match a path whose other characters were encoded.
+
+Paths a user gives (``invalidation_paths``) replace the computed ones and
+are escaped by the same rule, with two differences: an escape already
+written (``%20``) is kept as it is, so paths copied from a URL or from this
+tool's own output work unchanged, and ``?`` is kept, since in a CloudFront
+path it starts the query string of one cached version
+(``/search?q=a``). CloudFront's documented limits are checked before any
+request: a path starts with ``/``, has at most 4,000 characters, and ``*``
+is a wildcard only as its last character.
+
+Waiting and retrying (``create_invalidation_retrying``,
+``wait_for_invalidations``) read their intervals from the module constants
+below when called, and take ``sleep`` and ``clock`` arguments, so tests run
+them without real time passing.
 """
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
-__all__ = ["create_invalidation", "invalidation_paths", "new_caller_reference"]
+__all__ = [
+    "InvalidationError",
+    "check_paths",
+    "create_invalidation",
+    "create_invalidation_retrying",
+    "invalidation_paths",
+    "new_caller_reference",
+    "normalize_path",
+    "wait_for_invalidations",
+]
 
 INDEX_DOCUMENT = "index.html"
 
@@ -45,18 +69,18 @@ _EXACT = 0
 _WILDCARD = 1
 
 
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if code < 0x20 or code == 0x7F or code > 0x7F or char in _RFC1738_UNSAFE:
+        # surrogateescape restores the original byte for names that
+        # came from a non-UTF-8 file system via os.fsdecode.
+        encoded = char.encode("utf-8", "surrogateescape")
+        return "".join("%{:02X}".format(byte) for byte in encoded)
+    return char
+
+
 def _escape(text: str) -> str:
-    parts = []
-    for char in text:
-        code = ord(char)
-        if code < 0x20 or code == 0x7F or code > 0x7F or char in _RFC1738_UNSAFE:
-            # surrogateescape restores the original byte for names that
-            # came from a non-UTF-8 file system via os.fsdecode.
-            encoded = char.encode("utf-8", "surrogateescape")
-            parts.append("".join("%{:02X}".format(byte) for byte in encoded))
-        else:
-            parts.append(char)
-    return "".join(parts)
+    return "".join(_escape_char(char) for char in text)
 
 
 def _directory(text: str) -> str:
@@ -178,3 +202,197 @@ def new_caller_reference() -> str:
     the same clock value, hence the random part.
     """
     return "drone-s3-sync-{}-{}".format(time.time_ns(), secrets.token_hex(6))
+
+
+# ---------------------------------------------------------------- paths given by the user
+
+# CloudFront's documented limits (Developer Guide, "Invalidating files"):
+# a path has at most 4,000 characters, and a distribution can have at
+# most 3,000 file paths and 15 wildcard paths in progress at once, so a
+# longer list could never be accepted.
+MAX_PATH_LENGTH = 4000
+MAX_FILE_PATHS = 3000
+MAX_WILDCARD_PATHS = 15
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def normalize_path(text: str) -> str:
+    """A CloudFront path as a user wrote it, escaped like the computed paths.
+
+    Characters CloudFront wants encoded are encoded; ``%XX`` escapes that are
+    already there and ``?`` (the query string) are kept. Raises ValueError
+    saying what is wrong with the path.
+    """
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} does not start with '/'")
+    star = text.find("*")
+    if star != -1 and star != len(text) - 1:
+        raise ValueError(f"{text!r}: '*' is a wildcard only as the last character of a path")
+    parts = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "%" and len(text) >= index + 3 and set(text[index + 1:index + 3]) <= _HEX:
+            parts.append(text[index:index + 3])
+            index += 3
+            continue
+        parts.append(char if char == "?" else _escape_char(char))
+        index += 1
+    path = "".join(parts)
+    if len(path) > MAX_PATH_LENGTH:
+        raise ValueError(f"a path of {len(path):,} characters{' once escaped' if path != text else ''} "
+                         f"(starting {path[:40]!r}) is longer than CloudFront's limit of {MAX_PATH_LENGTH:,}")
+    return path
+
+
+def check_paths(paths: Iterable[str]) -> List[str]:
+    """The normalized paths in the order given, each once; ValueError for a
+    path CloudFront would refuse, or for more paths than it can have in
+    progress."""
+    result: List[str] = []
+    seen = set()
+    for text in paths:
+        path = normalize_path(text)
+        if path not in seen:
+            seen.add(path)
+            result.append(path)
+    wildcards = sum(1 for path in result if path.endswith("*"))
+    if wildcards > MAX_WILDCARD_PATHS:
+        raise ValueError(f"{wildcards} wildcard paths: CloudFront accepts at most {MAX_WILDCARD_PATHS} in progress "
+                         "per distribution")
+    if len(result) - wildcards > MAX_FILE_PATHS:
+        raise ValueError(f"{len(result) - wildcards:,} file paths: CloudFront accepts at most {MAX_FILE_PATHS:,} in "
+                         "progress per distribution; use wildcards such as /docs/*")
+    return result
+
+
+# ---------------------------------------------------------------- retrying and waiting
+
+TOO_MANY = "TooManyInvalidationsInProgress"
+
+# CreateInvalidation answered TooManyInvalidationsInProgress: the quota frees
+# up as running invalidations complete, which takes minutes. Retried with
+# exponential backoff (1 s, 2 s, 4 s ... at most 60 s a wait, each wait
+# between half and all of that) for at most RETRY_TIME seconds.
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+RETRY_TIME = 300.0
+# cloudfront_wait: GetInvalidation every POLL_INTERVAL seconds, a progress
+# line for each invalidation still in progress after each poll.
+POLL_INTERVAL = 15.0
+
+
+class InvalidationError(Exception):
+    """An invalidation that could not be made; the text says why."""
+
+
+def error_code(exc: BaseException) -> str:
+    """The service error code of a botocore ClientError, else ""."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or "")
+    return ""
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 1 or value == 0 else f"{value:.1f} s"
+
+
+def create_invalidation_retrying(
+    client: Any,
+    distribution_id: str,
+    paths: List[str],
+    *,
+    caller_reference: str,
+    notify: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    jitter: Callable[[], float] = random.random,
+) -> str:
+    """`create_invalidation`, retried while CloudFront answers
+    TooManyInvalidationsInProgress (botocore does not retry that code).
+
+    Every attempt sends the same ``caller_reference``: should an earlier
+    attempt have been made after all, CloudFront answers with that
+    invalidation instead of starting a second one. Other errors propagate;
+    after RETRY_TIME seconds of refusals, InvalidationError.
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        try:
+            return create_invalidation(client, distribution_id, paths, caller_reference=caller_reference)
+        except Exception as exc:
+            if error_code(exc) != TOO_MANY:
+                raise
+            elapsed = clock() - started
+            left = RETRY_TIME - elapsed
+            if left <= 0:
+                raise InvalidationError(
+                    f"{TOO_MANY}: still refused after retrying for {_seconds(elapsed)} (a distribution can have "
+                    f"{MAX_FILE_PATHS:,} file paths and {MAX_WILDCARD_PATHS} wildcard paths in progress); the "
+                    "files are in S3, invalidate again once the running invalidations have completed") from None
+            ceiling = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2 ** attempt)
+            delay = min(left, ceiling / 2 + jitter() * ceiling / 2)
+            notify(f"CloudFront: {distribution_id} has too many invalidations in progress ({TOO_MANY}); "
+                   f"retrying in {_seconds(delay)}")
+            sleep(delay)
+            attempt += 1
+
+
+def wait_for_invalidations(
+    client: Any,
+    invalidations: Sequence[Tuple[str, str]],
+    *,
+    timeout: float,
+    notify: Callable[[str], None] = print,
+    describe: Callable[[BaseException], str] = str,
+    timeout_name: str = "cloudfront_wait_timeout",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> List[str]:
+    """Poll GetInvalidation for each (distribution id, invalidation id) until
+    it says Completed, for at most ``timeout`` seconds in all.
+
+    Polls at once, then every POLL_INTERVAL seconds, with a progress line for
+    each invalidation still in progress and one when it completes. Returns a
+    problem text for each invalidation that did not complete in time or
+    could not be read; [] when all completed.
+    """
+    started = clock()
+    pending = list(invalidations)
+    status = {key: "InProgress" for key in pending}
+    problems: List[str] = []
+    while True:
+        elapsed = clock() - started
+        still = []
+        for distribution_id, invalidation_id in pending:
+            key = (distribution_id, invalidation_id)
+            try:
+                answer = client.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)
+                status[key] = str(answer["Invalidation"]["Status"])
+            except Exception as exc:  # botocore's errors, after its own retries
+                problems.append(f"cannot check CloudFront invalidation {invalidation_id} of {distribution_id}: "
+                                f"{describe(exc)}")
+                continue
+            # CloudFront says "Completed"; some emulators "COMPLETED".
+            if status[key].lower() == "completed":
+                notify(f"CloudFront: invalidation {invalidation_id} of {distribution_id} completed "
+                       f"({elapsed:.0f} s)")
+            else:
+                still.append(key)
+        pending = still
+        if not pending:
+            return problems
+        if elapsed >= timeout:
+            for distribution_id, invalidation_id in pending:
+                problems.append(
+                    f"CloudFront invalidation {invalidation_id} of {distribution_id} did not complete within "
+                    f"{_seconds(timeout)} (still {status[(distribution_id, invalidation_id)]}); the files are in S3 "
+                    f"and CloudFront goes on with the invalidation; raise {timeout_name} to wait longer")
+            return problems
+        for distribution_id, invalidation_id in pending:
+            notify(f"CloudFront: waiting for invalidation {invalidation_id} of {distribution_id} "
+                   f"({status[(distribution_id, invalidation_id)]}, {elapsed:.0f} s)")
+        sleep(max(0.0, min(POLL_INTERVAL, timeout - elapsed)))

@@ -25,7 +25,8 @@ from . import diff, guards
 from .config import Settings, secrets_of
 from .digest import PART_SIZE, SPOOL_SIZE, Digest, compressed_digest, compressed_file, file_digest
 from .errors import ConfigError, GuardError, Interrupted, RemoteError, SyncError
-from .invalidate import create_invalidation, invalidation_paths, new_caller_reference
+from .invalidate import (InvalidationError, create_invalidation, create_invalidation_retrying, invalidation_paths,
+                         new_caller_reference, wait_for_invalidations)
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
 from .redact import Redactor
 from .remote import Store, error_text
@@ -647,27 +648,52 @@ class Run:
         return outcomes
 
     def _paths(self, actions: Sequence[Action]) -> List[str]:
+        """What to invalidate for these actions: nothing when none of them changes
+        anything, else the `invalidation_paths` setting or the changed paths."""
         keys = [a.key for a in actions if a.kind is not Kind.SKIP]
+        if not keys:
+            return []
+        if self.settings.invalidation_paths:
+            return list(self.settings.invalidation_paths)
         return invalidation_paths(keys, root=self.settings.target)
 
     def _invalidate(self, summary: Summary, extra: Sequence[Action] = (), quick: bool = False) -> None:
-        """Invalidate exactly the paths this run changed; nothing when nothing changed."""
-        if not self.settings.cloudfront_distribution:
+        """Invalidate what this run changed (uploads, updates, redirects, deletes
+        that succeeded, and `extra`); nothing when nothing changed. All
+        invalidations are created first, then, with `cloudfront_wait`, waited for
+        together. `quick`, for a run that is stopping: one attempt each, no wait."""
+        settings = self.settings
+        if not settings.cloudfront_distribution:
             return
         paths = self._paths([o.action for o in summary.outcomes if o.ok] + list(extra))
         summary.invalidation_paths = paths
         if not paths:
             return
         client = self.cloudfront or self.store.cloudfront(quick=quick)
-        for distribution in self.settings.cloudfront_distribution:
+        created = []
+        for distribution in settings.cloudfront_distribution:
             if distribution in self._invalidated:
                 continue
             try:
-                summary.invalidation_ids.append(
-                    create_invalidation(client, distribution, paths, caller_reference=new_caller_reference()))
-                self._invalidated.add(distribution)
+                if quick:
+                    invalidation = create_invalidation(client, distribution, paths,
+                                                       caller_reference=new_caller_reference())
+                else:
+                    invalidation = create_invalidation_retrying(client, distribution, paths,
+                                                                caller_reference=new_caller_reference(),
+                                                                notify=self.reporter.info)
+            except InvalidationError as exc:
+                summary.errors.append(f"CloudFront invalidation of {distribution} failed: {exc}")
             except (ClientError, BotoCoreError) as exc:
                 summary.errors.append(f"CloudFront invalidation of {distribution} failed: {error_text(exc)}")
+            else:
+                self._invalidated.add(distribution)
+                summary.invalidation_ids.append(invalidation)
+                created.append((distribution, invalidation))
+        if settings.cloudfront_wait and created and not quick:
+            summary.errors.extend(wait_for_invalidations(
+                client, created, timeout=settings.cloudfront_wait_timeout, notify=self.reporter.info,
+                describe=error_text, timeout_name=settings.label("cloudfront_wait_timeout")))
 
     def _interrupted(self, exc: KeyboardInterrupt, summary: Summary) -> Interrupted:
         """After Ctrl-C or SIGTERM in the write stages: invalidate what did change

@@ -60,6 +60,11 @@ class Reporter:
         else:
             print(text, file=self.out, flush=True)
 
+    def info(self, text: str) -> None:
+        """A progress line (CloudFront retries and waits); not with `quiet`."""
+        if not self.quiet:
+            self.line(text)
+
     def warn(self, text: str) -> None:
         text = self.redact(text)
         if self._bar is not None:

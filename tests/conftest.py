@@ -86,6 +86,7 @@ class Request:
     form: Dict[str, str] = field(default_factory=dict)  # STS: the form parameters (Action, RoleArn, ...)
     access_key: Optional[str] = None  # the SigV4 access key id that signed it; None when unsigned
     security_token: bool = False  # sent with X-Amz-Security-Token (its value is never kept)
+    body: str = ""  # CloudFront POST requests only: the XML body (e.g. the InvalidationBatch)
 
     def __repr__(self) -> str:
         where = self.path + ("?" + "&".join(self.query) if self.query else "")
@@ -107,6 +108,17 @@ def _service_of(environ: Mapping[str, Any], query: Mapping[str, str]) -> str:
 
 def _form_action(environ: Dict[str, Any]) -> Optional[str]:
     return _form_params(environ).get("Action")
+
+
+def _read_body(environ: Dict[str, Any]) -> bytes:
+    """The request body, put back so moto can read it again."""
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return b""
+    body = environ["wsgi.input"].read(size) if size else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 def _form_params(environ: Dict[str, Any]) -> Dict[str, str]:
@@ -158,6 +170,8 @@ def _describe(environ: Dict[str, Any]) -> Request:
             op = "ListBuckets"
     elif service == "cloudfront":
         op = cloudfront_operation(method, path)
+        if method == "POST":
+            rec.body = _read_body(environ).decode("utf-8", "replace")
     elif service == "sts":
         rec.form = _form_params(environ) or dict(query)
         op = rec.form.get("Action")

@@ -172,6 +172,23 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_CLOUDFRONT_DISTRIBUTION", "E1/../x", "ids like", "separated by commas", id="path"),
         bad("PLUGIN_CLOUDFRONT_DISTRIBUTION", '{"id": "E1"}', "ids like", id="map"),
     ],
+    "invalidation_paths": [
+        bad("PLUGIN_INVALIDATION_PATHS", "docs/*", "does not start with '/'", "like /index.html,/docs/*", id="no-slash"),
+        bad("PLUGIN_INVALIDATION_PATHS", "/index.html,about.html", "'about.html' does not start with '/'",
+            id="second-item"),
+        bad("PLUGIN_INVALIDATION_PATHS", "/docs/*.html", "'*' is a wildcard only as the last character",
+            id="inner-wildcard"),
+        bad("PLUGIN_INVALIDATION_PATHS", "/" + "x" * 4000, "longer than CloudFront's limit of 4,000", id="too-long"),
+        bad("PLUGIN_INVALIDATION_PATHS", ",".join(f"/d{i}/*" for i in range(16)), "at most 15", id="16-wildcards"),
+        bad("PLUGIN_INVALIDATION_PATHS", '{"/a": "/b"}', "got a map", "a JSON or YAML list", id="map"),
+        Bad(env={}, names="invalidation_paths (in deploy.yml)", forms=("does not start with '/'",),
+            args=("--config", "deploy.yml"), files={"deploy.yml": "invalidation_paths:\n  - /ok\n  - docs/\n"},
+            id="config-file"),
+    ],
+    "cloudfront_wait_timeout": [
+        bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "0", "more than 0 and at most 3600 seconds", id="zero"),
+        bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "15m", "not a number of seconds", id="unit"),
+    ],
     "dry_run": [bad("DRY_RUN", "perhaps", "true or false", id="alias")],
     "endpoint": [
         bad("PLUGIN_ENDPOINT", "ftp://x", "https://s3.example.com", id="ftp"),
