@@ -66,3 +66,14 @@ def summary_counts(stdout: str) -> Dict[str, int]:
 
 def keys_of(requests: Iterable[Any], op: Optional[str] = None) -> List[str]:
     return sorted(r.key for r in requests if op is None or r.op == op)
+
+
+def invalidations(s3_server: Any, cloudfront: Any, distribution: str) -> List[List[str]]:
+    """Paths of each invalidation of the distribution, as CloudFront stored them, oldest first."""
+    with s3_server.paused():
+        items = cloudfront.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items", [])
+        found = []
+        for item in items:
+            inv = cloudfront.get_invalidation(DistributionId=distribution, Id=item["Id"])["Invalidation"]
+            found.append((inv["CreateTime"], list(inv["InvalidationBatch"]["Paths"].get("Items", []))))
+    return [paths for _, paths in sorted(found, key=lambda f: f[0])]

@@ -19,7 +19,7 @@ import uuid
 from typing import Any, List
 
 import pytest
-from drone_run import ok, plugin_env, summary_counts
+from drone_run import invalidations, ok, plugin_env, summary_counts
 
 from drone_s3_sync import config, invalidate
 from drone_s3_sync.pipeline import sync
@@ -32,17 +32,6 @@ def second_distribution(s3_server, cloudfront, distribution) -> str:
         config = cloudfront.get_distribution_config(Id=distribution)["DistributionConfig"]
         config["CallerReference"] = uuid.uuid4().hex
         return cloudfront.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
-
-
-def invalidations(s3_server: Any, cloudfront: Any, distribution: str) -> List[List[str]]:
-    """Paths of each invalidation of the distribution (as CloudFront stored them), oldest first."""
-    with s3_server.paused():
-        items = cloudfront.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items", [])
-        found = []
-        for item in items:
-            inv = cloudfront.get_invalidation(DistributionId=distribution, Id=item["Id"])["Invalidation"]
-            found.append((inv["CreateTime"], list(inv["InvalidationBatch"]["Paths"].get("Items", []))))
-    return [paths for _, paths in sorted(found, key=lambda f: f[0])]
 
 
 def sent_batches(s3_server: Any) -> List[dict]:

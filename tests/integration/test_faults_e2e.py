@@ -24,6 +24,7 @@ import re
 from typing import Any, Dict, List
 
 import pytest
+import drone_run
 from drone_run import EIGHT_MIB_PARTS, action_map, ok, plugin_env, summary_counts
 
 from conftest import STATE_NAME, is_state_key, read_state
@@ -151,14 +152,8 @@ def test_error_inside_a_200_answer_is_retried(run_sync, s3_server, s3, bucket, b
 
 
 def invalidations(s3_server: Any, cloudfront: Any, distribution: str) -> List[List[str]]:
-    """Paths of each invalidation of the distribution, oldest first."""
-    with s3_server.paused():
-        items = cloudfront.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items", [])
-        found = []
-        for item in items:
-            inv = cloudfront.get_invalidation(DistributionId=distribution, Id=item["Id"])["Invalidation"]
-            found.append((inv["CreateTime"], sorted(inv["InvalidationBatch"]["Paths"].get("Items", []))))
-    return [paths for _, paths in sorted(found, key=lambda f: f[0])]
+    """Each invalidation's paths, sorted (the order within one does not matter here), oldest first."""
+    return [sorted(paths) for paths in drone_run.invalidations(s3_server, cloudfront, distribution)]
 
 
 def failed_lines(stdout: str) -> Dict[str, str]:
