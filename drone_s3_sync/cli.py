@@ -111,9 +111,12 @@ def run(argv: Sequence[str], environ) -> int:
             return EXIT_FAILED
 
 
-def _warn(warnings: Sequence[str]) -> None:
+def _warn(warnings: Sequence[str], environ) -> None:
+    from .report import Paint, color_wanted
+
+    paint = Paint(color_wanted(sys.stderr, environ))
     for text in warnings:
-        print(f"warning: {text}", file=sys.stderr, flush=True)
+        print(f"{paint('warning:', 'warning')} {text}", file=sys.stderr, flush=True)
 
 
 def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
@@ -126,7 +129,7 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
     try:
         settings = config.from_sources(argv, environ)
     except ConfigError as exc:
-        _warn(warnings)
+        _warn(warnings, environ)
         print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # argparse: --help, --version, or a usage error (already printed)
@@ -134,13 +137,19 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
     redact.add(config.secrets_of(settings, environ))
     setup_logging(settings.debug, redact)
     log.debug("settings: %r", settings)
-    _warn(warnings + config.setting_warnings(settings))
+    # With --json, standard output carries the JSON report and nothing else:
+    # what people read goes to standard error.
+    reporter = Reporter(out=sys.stderr if settings.json else sys.stdout, err=sys.stderr,
+                        document=sys.stdout if settings.json else None, dry_run=settings.dry_run,
+                        quiet=settings.quiet, redact=redact, environ=environ,
+                        progress_interval=settings.progress_interval)
+    for text in warnings + config.setting_warnings(settings):
+        reporter.warn(text)
 
     from .pipeline import sync
 
     try:
-        summary = sync(settings, redact=redact,
-                       reporter=Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=redact))
+        summary = sync(settings, redact=redact, reporter=reporter)
     except ConfigError as exc:
         print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG

@@ -124,6 +124,44 @@ def parse_seconds(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
     return value
 
 
+def parse_interval(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
+    """Seconds between two progress lines; 0 turns them off."""
+    if isinstance(raw, bool):
+        raise ConfigError(name, f"expected a number of seconds; use 0 to {maximum:g} (0 turns it off)")
+    try:
+        value = float(raw) if isinstance(raw, (int, float)) else float(_text(name, raw))
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a number of seconds; use 0 to {maximum:g} (0 turns it off)") from None
+    if not 0 <= value <= maximum:  # also rejects nan
+        raise ConfigError(name, f"{raw!r} is out of range; use 0 to {maximum:g} seconds (0 turns it off)")
+    return value
+
+
+REPORT_FORMS = "give a file name such as report.json or /tmp/sync-report.json, in a folder that exists"
+
+
+def parse_report_path(name: str, raw: Any) -> str:
+    """A file the JSON report can be written to: checked now, before any request,
+    so that a typo does not surface after the whole sync ran."""
+    text = _text(name, raw)
+    if not text:
+        return ""
+    path = os.path.expanduser(text)
+    if any(ord(c) < 32 for c in path):
+        raise ConfigError(name, f"{text!r} contains a control character; {REPORT_FORMS}")
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise ConfigError(name, f"{text!r} is a folder; {REPORT_FORMS}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise ConfigError(name, f"the folder of {text!r} ({folder}) {what}; create it first, or {REPORT_FORMS}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(name, f"cannot write in the folder {folder} (permission denied); {REPORT_FORMS}")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ConfigError(name, f"{text!r} exists and is not a regular file; {REPORT_FORMS}")
+    return path
+
+
 def _header_value(name: str, value: Any, where: str = "") -> str:
     if isinstance(value, (dict, list)) or value is None:
         got = "nothing" if value is None else ("a map" if isinstance(value, dict) else "a list")
@@ -686,7 +724,10 @@ OPTIONS: Tuple[Option, ...] = (
     Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
     Option("multipart_threshold", ("PLUGIN_MULTIPART_THRESHOLD",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Files from this size up are uploaded in parts, the rest with one PutObject. Default: 100MiB (the size from which AWS advises multipart uploads).", "SIZE"),
     Option("part_size", ("PLUGIN_PART_SIZE",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Part size of multipart uploads (raised automatically past 10,000 parts). Default: 16MiB.", "SIZE"),
+    Option("progress_interval", ("PLUGIN_PROGRESS_INTERVAL",), parse_interval, "When standard error is not a terminal (a CI log), print a one-line progress report at most every this many seconds while objects are written (uploads, header updates, redirects); nothing for a run shorter than that. 0 turns it off; so does quiet. Default: 30.", "SECONDS"),
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
+    Option("report", ("PLUGIN_REPORT",), parse_report_path, "Write a JSON report of the run (the plan in a dry run) to this file, replaced atomically; its folder must exist. Written for every run whose settings are valid, also when it fails, is refused or is interrupted.", "FILE"),
+    Option("json", ("PLUGIN_JSON",), parse_bool, "Print the JSON report (see report) on standard output instead of the action lines; the action lines and the summary go to standard error.", flag=True),
     Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
     Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), partial(parse_credential, secret=True), "Secret access key; used only with access_key.", "SECRET", secret=True),
     Option("session_token", ("PLUGIN_SESSION_TOKEN", "AWS_SESSION_TOKEN"), partial(parse_credential, secret=True), "Session token of temporary keys; needs access_key and secret_key.", "TOKEN", secret=True),
@@ -736,7 +777,10 @@ class Settings:
     max_concurrency: int = 32
     read_timeout: float = 60.0
     max_attempts: int = 8
+    progress_interval: float = 30.0  # seconds; 0: off
     quiet: bool = False
+    report: str = ""  # a file for the JSON report; "": none
+    json: bool = False  # the JSON report on stdout
     state: bool = True
     verify: bool = False
     multipart_threshold: int = MULTIPART_THRESHOLD
@@ -930,7 +974,12 @@ def load_config_file(path: str) -> Tuple[Dict[str, Any], str]:
         if name not in OPTION_NAMES:
             raise ConfigError(f"config {path}: {key}", unknown_setting_message(name))
         normalized[name] = value
-    return normalized, os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
+    report = normalized.get("report")
+    if isinstance(report, str) and report.strip() and not os.path.isabs(os.path.expanduser(report.strip())):
+        # Like `source`: a path in the file is relative to the file's folder.
+        normalized["report"] = os.path.join(folder, report.strip())
+    return normalized, folder
 
 
 def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
@@ -1025,7 +1074,20 @@ def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List
             if settings is not None:
                 values.append(getattr(settings, option.name))
             values.extend(environ.get(var, "") for var in option.env)
+    # A password someone put into the endpoint URL (http://user:password@host).
+    endpoints = [settings.endpoint] if settings is not None else []
+    endpoints += [environ.get(var, "") for option in OPTIONS if option.name == "endpoint" for var in option.env]
+    values.extend(_url_password(url) for url in endpoints)
     return [v.strip() for v in values if v and len(v.strip()) >= 4]
+
+
+def _url_password(url: str) -> str:
+    if "@" not in url:
+        return ""
+    try:
+        return urlparse(url.strip()).password or ""
+    except ValueError:
+        return ""
 
 
 HELP_DESCRIPTION = """\

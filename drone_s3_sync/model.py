@@ -159,6 +159,10 @@ class Summary:
     errors: List[str] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
+    started: float = 0.0  # when the run began, seconds since the epoch
+    # Seconds spent in each stage that ran: scan, list, hash, plan, transfer,
+    # delete, state, invalidate (scan and list run at the same time).
+    timings: Dict[str, float] = field(default_factory=dict)
 
     @property
     def failures(self) -> List[Outcome]:

@@ -28,7 +28,7 @@ from .errors import ConfigError, GuardError, Interrupted, RemoteError, SyncError
 from .invalidate import (InvalidationError, create_invalidation, create_invalidation_retrying, invalidation_paths,
                          new_caller_reference, wait_for_invalidations)
 from .model import Action, Kind, LocalFile, Outcome, Plan, RemoteDetails, RemoteObject, Summary
-from .redact import Redactor
+from .redact import Redactor, one_line
 from .remote import Store, error_text
 from .report import Reporter
 from .rules import HeaderRules, Selection
@@ -203,7 +203,8 @@ class Run:
         self.settings = settings
         self.redact = redact or Redactor(secrets_of(settings, {}))
         self.store = store or Store(settings)
-        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=self.redact)
+        self.reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=self.redact,
+                                             progress_interval=settings.progress_interval)
         self.cloudfront = cloudfront
         self.rules = HeaderRules(settings)
         # Compressed bytes from the comparison, for the upload (a dry run uploads nothing).
@@ -214,9 +215,26 @@ class Run:
         self.state_unread = False
         self._phase = ""  # the write stage running: "transfer", "delete", "finish"
         self._invalidated: Set[str] = set()  # distributions invalidated by this run
+        # Filled in as the run goes: however it ends, the report is built from it.
+        self.summary = Summary(plan=Plan(), dry_run=settings.dry_run)
+        self._clock = time.monotonic()
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Adds the time spent in the block to the stage's timing, also when it raises."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            timings = self.summary.timings
+            timings[stage] = timings.get(stage, 0.0) + time.monotonic() - started
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._clock
 
     def execute(self) -> Summary:
-        started = time.monotonic()
+        summary = self.summary
+        summary.started, self._clock = time.time(), time.monotonic()
         settings = self.settings
         check_source(settings.source_path(), settings.label("source"))
         # A redirect onto a local file is bad input: refused before any request.
@@ -228,8 +246,9 @@ class Run:
         with thread_pool(1, "list") as lister:
             listing = lister.submit(self._list_with_state)
             try:
-                scanned = scan(settings.source_path(), settings.target,
-                               allow_external_symlinks=settings.allow_external_symlinks, selection=self.selection)
+                with self._timed("scan"):
+                    scanned = scan(settings.source_path(), settings.target,
+                                   allow_external_symlinks=settings.allow_external_symlinks, selection=self.selection)
                 self._refuse_clashes(diff.clashes(scanned.files, settings))
             except BaseException:
                 listing.cancel()
@@ -260,10 +279,12 @@ class Run:
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
-        digests, details, detail_errors, read_errors = self._inspect(scanned.files, remotes, state)
-        plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules, state,
-                              kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
-        summary = Summary(plan=plan, dry_run=settings.dry_run)
+        with self._timed("hash"):
+            digests, details, detail_errors, read_errors = self._inspect(scanned.files, remotes, state)
+        with self._timed("plan"):
+            plan = diff.make_plan(scanned.files, remotes, digests, details, settings, self.rules, state,
+                                  kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
+        summary.plan = plan
         if scanned.problems:
             summary.errors.extend(scanned.problems)
         # A file that could not be read, or whose object's headers could not be
@@ -276,7 +297,8 @@ class Run:
             plan.actions = [a if a.key not in unsettled else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
                             for a in plan.actions]
             summary.errors.extend(unsettled[key] for key in sorted(unsettled))
-        refusal = guards.refusal(plan, settings, local_files=len(scanned.files), remote_objects=len(remotes))
+        with self._timed("plan"):
+            refusal = guards.refusal(plan, settings, local_files=len(scanned.files), remote_objects=len(remotes))
 
         if settings.dry_run:
             deletes = plan.of(Kind.DELETE)
@@ -292,18 +314,23 @@ class Run:
             if refusal:
                 raise GuardError(refusal)
             self.reporter.skipped(plan.of(Kind.SKIP))
-            stored = self._retire_stale_entries(plan, state_exists, stored, remotes)
+            with self._timed("state"):
+                stored = self._retire_stale_entries(plan, state_exists, stored, remotes)
             try:
                 self._phase = "transfer"
-                self._transfer(plan, summary.outcomes)
+                with self._timed("transfer"):
+                    self._transfer(plan, summary.outcomes)
                 self._phase = "delete"
-                summary.outcomes.extend(self._delete(plan, summary))
+                with self._timed("delete"):
+                    summary.outcomes.extend(self._delete(plan, summary))
                 self._phase = "finish"
-                self._save_state(summary, remotes, digests, stored)
-                self._invalidate(summary)
+                with self._timed("state"):
+                    self._save_state(summary, remotes, digests, stored)
+                with self._timed("invalidate"):
+                    self._invalidate(summary)
             except KeyboardInterrupt as exc:
                 raise self._interrupted(exc, summary) from None
-        summary.seconds = time.monotonic() - started
+        summary.seconds = self.elapsed()
         self.reporter.summary(summary)
         return summary
 
@@ -371,17 +398,19 @@ class Run:
     def _list_with_state(self) -> Tuple[Dict[str, RemoteObject], bool, Dict[str, Entry]]:
         """The listing under the target, whether a state object exists, and its entries."""
         settings = self.settings
-        remotes = self.store.list(settings.target)
-        key = state_key(settings.target)
-        exists = remotes.pop(key, None) is not None
-        if not exists or not settings.state:
-            return remotes, exists, {}
-        try:
-            return remotes, True, decode_state(self.store.get_bytes(key))
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("cannot read the state object %s (%s); checking every object instead", key, error_text(exc))
-            self.state_unread = True
-            return remotes, True, {}
+        with self._timed("list"):
+            remotes = self.store.list(settings.target)
+            key = state_key(settings.target)
+            exists = remotes.pop(key, None) is not None
+            if not exists or not settings.state:
+                return remotes, exists, {}
+            try:
+                return remotes, True, decode_state(self.store.get_bytes(key))
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("cannot read the state object %s (%s); checking every object instead", key,
+                            error_text(exc))
+                self.state_unread = True
+                return remotes, True, {}
 
     def _retire_stale_entries(self, plan: Plan, state_exists: bool, stored: Mapping[str, Entry],
                               remotes: Mapping[str, RemoteObject]) -> Mapping[str, Entry]:
@@ -767,11 +796,35 @@ class _ProgressSubscriber(BaseSubscriber):
 
 def sync(settings: Settings, **kwargs) -> Summary:
     """Run one sync; the Python API. Raises ConfigError (bad input), GuardError (refused by a
-    safety guard, nothing written) or RemoteError for fatal problems."""
+    safety guard, nothing written) or RemoteError for fatal problems.
+
+    The JSON report (`report`, and the reporter's `document` stream) is written
+    however the run ends, except on a ConfigError: then nothing ran."""
     run = Run(settings, **kwargs)
+    summary, finish = run.summary, run.reporter.finish
     try:
-        return run.execute()
+        summary = run.execute()
+    except ConfigError as exc:
+        exc.args = tuple(run.redact(a) if isinstance(a, str) else a for a in exc.args)
+        raise
     except SyncError as exc:
         # Its text may quote an S3 error message, which could echo a key id.
         exc.args = tuple(run.redact(a) if isinstance(a, str) else a for a in exc.args)
+        summary.seconds = run.elapsed()
+        if isinstance(exc, GuardError):
+            finish(settings, summary, exc.exit_code, refused=str(exc))
+        else:
+            finish(settings, summary, exc.exit_code, error=str(exc))
         raise
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        summary.seconds = run.elapsed()
+        finish(settings, summary, stop.exit_code, interrupted=stop.signal_name)
+        raise
+    except Exception as exc:  # a bug: the report still says the run failed, and where it stopped
+        summary.seconds = run.elapsed()
+        with contextlib.suppress(Exception):
+            finish(settings, summary, 1, error=f"internal error: {one_line(exc)}")
+        raise
+    finish(settings, summary, summary.exit_code)
+    return summary

@@ -1,17 +1,32 @@
 """What the run prints: one line per action with its reason, a summary line,
-a tqdm progress bar on a terminal. The only module that imports tqdm."""
+a tqdm progress bar on a terminal or a periodic progress line in a CI log,
+colors on a terminal only, and the JSON report (`report: FILE`, `--json`).
+The only module that imports tqdm."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import logging
+import os
 import sys
-from typing import IO, Callable, Optional, Sequence
+import tempfile
+import threading
+import time
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .model import Action, Kind, Outcome, Plan, Reason, Summary
 
 log = logging.getLogger("drone_s3_sync")
 
 _VERB = {Kind.UPLOAD: "upload", Kind.UPDATE: "update", Kind.REDIRECT: "redirect", Kind.DELETE: "delete", Kind.SKIP: "skip"}
+
+# The JSON report's layout. Raised only when a field is removed or changes its
+# meaning; new fields may be added within a format.
+REPORT_FORMAT = 1
+# The stages timed in the report, in the order they run (scan and list at once).
+STAGES = ("scan", "list", "hash", "plan", "transfer", "delete", "state", "invalidate")
 
 
 def human_bytes(count: float) -> str:
@@ -22,9 +37,51 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} GiB"
 
 
-def describe(action: Action) -> str:
-    """`upload   site/a.css  (content changed, 1.2 KiB)`; a compressed upload
-    gives both sizes: `(new, 12.0 KiB -> 3.1 KiB gzip)`."""
+# ---------------------------------------------------------------- colors
+
+# SGR codes: green for writes, cyan for in-place changes, yellow for deletes and
+# warnings, red for failures.
+_STYLES = {"upload": "32", "update": "36", "redirect": "36", "delete": "33", "failed": "1;31", "error": "31",
+           "warning": "33"}
+
+
+def color_wanted(stream: Any, environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Colors on `stream`? Only on a terminal, never with NO_COLOR set to
+    anything (https://no-color.org) nor with TERM=dumb. FORCE_COLOR (any value
+    but 0/false/no/off) turns them on without a terminal, e.g. for a CI system
+    whose log shows colors; NO_COLOR still wins."""
+    environ = os.environ if environ is None else environ
+    if environ.get("NO_COLOR", ""):
+        return False
+    force = environ.get("FORCE_COLOR", "").strip().lower()
+    if force:
+        return force not in ("0", "false", "no", "off")
+    if environ.get("TERM", "") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+class Paint:
+    """`paint(text, style)`: the text in the style's color, or as is when colors are off."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, text: str, style: str) -> str:
+        if not self.enabled or not text:
+            return text
+        return f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
+
+
+_PLAIN = Paint(False)
+
+
+def describe(action: Action, paint: Paint = _PLAIN) -> str:
+    """`upload   site/a.css  (content changed, 1.2 KiB)`; only the verb is colored.
+    A compressed upload gives both sizes: `(new, 12.0 KiB -> 3.1 KiB gzip)`."""
     key = action.key
     if action.kind is Kind.REDIRECT and action.headers is not None:
         key = f"{key} -> {action.headers.redirect}"
@@ -36,29 +93,92 @@ def describe(action: Action) -> str:
             reason += f", {human_bytes(action.local.size)} -> {human_bytes(action.size)} {action.local.encoding}"
         else:
             reason += f", {human_bytes(action.size)}"
-    return f"{_VERB[action.kind]:<8} {key}  ({reason})"
+    verb = _VERB[action.kind]
+    return f"{paint(verb, verb) if action.kind is not Kind.SKIP else verb}{' ' * (8 - len(verb))} {key}  ({reason})"
+
+
+def public_endpoint(url: str) -> str:
+    """The endpoint without a user name or password someone put into the URL."""
+    if "@" not in url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+# ---------------------------------------------------------------- progress
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+class _Progress:
+    """What the transfer stage has done so far, for the periodic progress line."""
+
+    def __init__(self, total_count: int, total_bytes: int, started: float):
+        self.total_count, self.total_bytes = total_count, total_bytes
+        self.count = 0
+        self.bytes = 0
+        self.started = self.last = started
+
+    def line(self, now: float) -> str:
+        """`progress: 1,204/5,000 objects, 12.1/78.3 MiB (15%), 31 s`"""
+        done_bytes = min(max(self.bytes, 0), self.total_bytes)
+        text = f"progress: {_count(self.count)}/{_count(self.total_count)} objects"
+        if self.total_bytes:
+            share = done_bytes / self.total_bytes
+            text += f", {_mib(done_bytes)}/{_mib(self.total_bytes)} MiB"
+        else:
+            share = self.count / self.total_count if self.total_count else 1.0
+        return f"{text} ({int(share * 100)}%), {now - self.started:.0f} s"
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1 << 20):,.1f}"
+
+
+# ---------------------------------------------------------------- the reporter
 
 
 class Reporter:
-    """Prints to `out` (stdout: the CI log); progress and problems go to `err`."""
+    """Prints to `out` (stdout: the CI log); progress and problems go to `err`.
+    With `document` (stdout for --json) the JSON report is printed there at the end."""
 
-    def __init__(self, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr, *, progress: Optional[bool] = None,
-                 dry_run: bool = False, quiet: bool = False, redact: Optional[Callable[[str], str]] = None):
-        self.out, self.err = out, err
+    def __init__(self, out: Optional[IO[str]] = None, err: Optional[IO[str]] = None, *,
+                 progress: Optional[bool] = None, dry_run: bool = False, quiet: bool = False,
+                 redact: Optional[Callable[[str], str]] = None, color: Optional[bool] = None,
+                 environ: Optional[Mapping[str, str]] = None, progress_interval: float = 0.0,
+                 document: Optional[IO[str]] = None):
+        self.out = sys.stdout if out is None else out
+        self.err = sys.stderr if err is None else err
         # Every printed line goes through it: failure reasons quote S3's error
         # messages, and those could echo a key id.
         self.redact = redact or (lambda text: text)
         self.dry_run = dry_run
         self.quiet = quiet
-        self.progress_enabled = err.isatty() if progress is None else progress
+        self.progress_enabled = _isatty(self.err) if progress is None else progress
+        self.paint_out = Paint(color_wanted(self.out, environ) if color is None else color)
+        self.paint_err = Paint(color_wanted(self.err, environ) if color is None else color)
+        # The periodic progress line stands in for the bar where there is none.
+        self.progress_interval = 0.0 if (quiet or self.progress_enabled) else max(progress_interval, 0.0)
+        self.document = document
+        self.warnings: List[str] = []  # as printed, for the report
         self._bar = None
+        self._progress: Optional[_Progress] = None
+        self._lock = threading.RLock()  # lines from several threads never interleave
+
+    def _emit(self, text: str, stream: IO[str]) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._bar.write(text, file=stream)
+            else:
+                stream.write(text + "\n")
+                stream.flush()
 
     def line(self, text: str) -> None:
-        text = self.redact(text)
-        if self._bar is not None:
-            self._bar.write(text, file=self.out)
-        else:
-            print(text, file=self.out, flush=True)
+        self._emit(self.redact(text), self.out)
 
     def info(self, text: str) -> None:
         """A progress line (CloudFront retries and waits); not with `quiet`."""
@@ -67,15 +187,15 @@ class Reporter:
 
     def warn(self, text: str) -> None:
         text = self.redact(text)
-        if self._bar is not None:
-            self._bar.write(f"warning: {text}", file=self.err)
-        else:
-            print(f"warning: {text}", file=self.err, flush=True)
+        with self._lock:
+            self.warnings.append(text)
+            self._emit(f"{self.paint_err('warning:', 'warning')} {text}", self.err)
 
     def start(self, bucket: str, target: str, endpoint: str) -> None:
         if self.quiet:
             return
         where = f"s3://{bucket}/{target}"
+        endpoint = public_endpoint(endpoint)
         self.line(f"Synchronizing with bucket \"{bucket}\" ({where}{', ' + endpoint if endpoint else ''})"
                   + (" [dry run: nothing will be written]" if self.dry_run else ""))
 
@@ -85,14 +205,18 @@ class Reporter:
             if action.kind is Kind.SKIP:
                 log.debug("%s", describe(action))
             else:
-                self.line("would " + describe(action))
+                self.line("would " + describe(action, self.paint_out))
 
     def done(self, outcome: Outcome) -> None:
-        if outcome.ok:
-            if not self.quiet:
-                self.line(describe(outcome.action))
-        else:
-            self.line(f"FAILED {describe(outcome.action)}: {outcome.error}")
+        with self._lock:
+            if outcome.ok:
+                if not self.quiet:
+                    self.line(describe(outcome.action, self.paint_out))
+            else:
+                self.line(f"{self.paint_out('FAILED', 'failed')} {describe(outcome.action)}: {outcome.error}")
+            if self._progress is not None:
+                self._progress.count += 1
+                self._tick()
 
     def skipped(self, actions: Sequence[Action]) -> None:
         for action in actions:
@@ -100,20 +224,42 @@ class Reporter:
 
     # ---------------------------------------------------------------- progress
     def begin_transfer(self, total_bytes: int, total_actions: int) -> None:
-        if self.progress_enabled and total_actions:
+        if not total_actions:
+            return
+        if self.progress_interval:
+            self._progress = _Progress(total_actions, total_bytes, time.monotonic())
+        if self.progress_enabled:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=self.err,
                              desc="transfer", leave=False, dynamic_ncols=True)
 
     def advance(self, byte_count: int) -> None:
-        if self._bar is not None:
-            self._bar.update(byte_count)
+        if self._bar is None and self._progress is None:
+            return
+        with self._lock:
+            if self._bar is not None:
+                self._bar.update(byte_count)
+            if self._progress is not None:
+                self._progress.bytes += byte_count
+                self._tick()
+
+    def _tick(self) -> None:
+        """A progress line when `progress_interval` has passed since the last one
+        (or since the transfer began): never more than one per interval, and
+        none for a transfer shorter than that."""
+        progress = self._progress
+        now = time.monotonic()
+        if progress is not None and now - progress.last >= self.progress_interval:
+            progress.last = now
+            self._emit(self.redact(progress.line(now)), self.err)
 
     def end_transfer(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        with self._lock:
+            self._progress = None
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
     # ---------------------------------------------------------------- summary
     def summary(self, summary: Summary) -> None:
@@ -132,10 +278,11 @@ class Reporter:
         parts = [f"{count[Kind.UPLOAD]} uploaded", f"{count[Kind.UPDATE]} updated",
                  f"{count[Kind.REDIRECT]} redirects", f"{count[Kind.DELETE]} deleted",
                  f"{plan.counts()[Kind.SKIP]} unchanged"]
+        paint = self.paint_out
         if summary.failures:
-            parts.append(f"{len(summary.failures)} failed")
+            parts.append(paint(f"{len(summary.failures)} failed", "failed"))
         if summary.delete_blocked_reason:
-            self.line(f"Deletes skipped: {summary.delete_blocked_reason}")
+            self.line(f"{paint('Deletes skipped:', 'warning')} {summary.delete_blocked_reason}")
         if summary.invalidation_paths:
             shown = " ".join(summary.invalidation_paths[:10])
             more = " ..." if len(summary.invalidation_paths) > 10 else ""
@@ -143,6 +290,191 @@ class Reporter:
             self.line(f"CloudFront: {verb} {len(summary.invalidation_paths)} path(s): {shown}{more}")
         self.line(f"{head} {', '.join(parts)}; {human_bytes(nbytes)} in {summary.seconds:.2f} s")
         for outcome in summary.failures:
-            self.line(f"  failed: {outcome.action.key}: {outcome.error}")
+            self.line(f"  {paint('failed:', 'error')} {outcome.action.key}: {outcome.error}")
         for error in summary.errors:
-            self.line(f"  error: {error}")
+            self.line(f"  {paint('error:', 'error')} {error}")
+
+    # ---------------------------------------------------------------- JSON report
+    def finish(self, settings: Any, summary: Summary, exit_code: int, *, refused: str = "",
+               interrupted: str = "", error: str = "") -> None:
+        """The JSON report, however the run ended: written to `settings.report`
+        (atomically) and printed on `document`. A report file that cannot be
+        written is an error of the run: it is added to `summary.errors`."""
+        if not settings.report and self.document is None:
+            return
+
+        def render() -> str:
+            document = report_document(settings, summary, exit_code=exit_code, finished=time.time(),
+                                       warnings=self.warnings, refused=refused, interrupted=interrupted,
+                                       error=error)
+            return dumps(redact_all(document, self.redact))
+
+        text = render()
+        if settings.report:
+            try:
+                write_atomically(settings.report, text)
+            except OSError as exc:
+                message = f"cannot write the report {settings.report}: {exc.strerror or type(exc).__name__}"
+                self._emit(self.redact(f"drone-s3-sync: {self.paint_err('error:', 'error')} {message}"), self.err)
+                summary.errors.append(message)
+                exit_code = exit_code or 1
+                text = render()
+        if self.document is not None:
+            with self._lock:
+                self.document.write(text)
+                self.document.flush()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+# ---------------------------------------------------------------- the document
+
+
+def _iso(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def reason_code(reason: Reason) -> str:
+    """`content changed` -> `content_changed`: the reason as the report gives it."""
+    return reason.value.replace(" ", "_")
+
+
+def status_of(exit_code: int) -> str:
+    if exit_code == 0:
+        return "ok"
+    if exit_code == 3:
+        return "refused"
+    if exit_code > 128:
+        return "interrupted"
+    return "failed"
+
+
+def report_document(settings: Any, summary: Summary, *, exit_code: int, finished: float,
+                    warnings: Sequence[str] = (), refused: str = "", interrupted: str = "",
+                    error: str = "") -> Dict[str, Any]:
+    """The JSON report (format 1) as a dict: every action but the skipped ones
+    (those are counted), with what became of it; totals; problems; timings.
+    Not yet redacted: see `redact_all`."""
+    from . import __version__
+
+    plan = summary.plan
+    outcomes = {o.action.key: o for o in summary.outcomes}
+    actions: List[Dict[str, Any]] = []
+    failures: List[Dict[str, Any]] = []
+    totals: Dict[str, int] = {kind.value: 0 for kind in Kind}
+    totals.update(failed=0, not_done=0, bytes=0)
+    for action in plan.actions:
+        if action.kind is Kind.SKIP:
+            totals["skip"] += 1
+            continue
+        outcome = outcomes.get(action.key)
+        if summary.dry_run:
+            result, ok = "planned", None
+        elif outcome is None:
+            result, ok = "not_done", None
+        else:
+            result, ok = ("done", True) if outcome.ok else ("failed", False)
+        if result in ("planned", "done"):
+            totals[action.kind.value] += 1
+            if action.kind is Kind.UPLOAD:
+                totals["bytes"] += action.size
+        elif result == "failed":
+            totals["failed"] += 1
+            failures.append({"kind": action.kind.value, "key": action.key, "error": outcome.error})
+        else:
+            totals["not_done"] += 1
+        actions.append({
+            "kind": action.kind.value,
+            "key": action.key,
+            "reason": reason_code(action.reason),
+            "detail": action.detail,
+            "redirect": action.headers.redirect if action.kind is Kind.REDIRECT and action.headers else None,
+            "bytes": action.size if action.kind is Kind.UPLOAD else 0,
+            "result": result,
+            "ok": ok,
+            "error": outcome.error if outcome is not None and not outcome.ok else None,
+            "seconds": round(outcome.seconds, 3) if outcome is not None else None,
+        })
+    errors = list(summary.errors) + ([error] if error else [])
+    invalidation = None
+    if settings.cloudfront_distribution:
+        invalidation = {"distributions": list(settings.cloudfront_distribution),
+                        "paths": list(summary.invalidation_paths), "ids": list(summary.invalidation_ids)}
+    started = summary.started or finished
+    return {
+        "format": REPORT_FORMAT,
+        "tool": "drone-s3-sync",
+        "version": __version__,
+        "status": status_of(exit_code),
+        "exit_code": exit_code,
+        "dry_run": bool(settings.dry_run),
+        "bucket": settings.bucket,
+        "target": settings.target,
+        "region": settings.region,
+        "endpoint": public_endpoint(settings.endpoint) or None,
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "seconds": round(summary.seconds or max(finished - started, 0.0), 3),
+        "actions": actions,
+        "totals": totals,
+        "failures": failures,
+        "errors": errors,
+        "warnings": list(warnings),
+        "delete_blocked": summary.delete_blocked_reason or None,
+        "refused": refused or None,
+        "interrupted": interrupted or None,
+        "invalidation": invalidation,
+        "timings": {stage: (round(summary.timings[stage], 3) if stage in summary.timings else None)
+                    for stage in STAGES},
+    }
+
+
+def redact_all(value: Any, redact: Callable[[str], str]) -> Any:
+    """Every string in a JSON value masked, map keys included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_all(k, redact): redact_all(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_all(v, redact) for v in value]
+    return value
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    """One JSON document and a newline; ASCII only, so any file name (even one
+    that is not valid UTF-8) survives any locale."""
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Readers see the old file or the whole new one, never a part: written
+    to a temporary file in the same folder, then renamed over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="ascii") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, _mode_for(path))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _mode_for(path: str) -> int:
+    """The mode the file has, or the one a new file gets (mkstemp makes it 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask

@@ -222,6 +222,19 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_PART_SIZE", "-8MiB", "like 16MiB", id="negative"),
         bad("PLUGIN_PART_SIZE", '{"a": 1}', "like 16MiB", id="map"),
     ],
+    "progress_interval": [
+        bad("PLUGIN_PROGRESS_INTERVAL", "-5", "use 0 to 3600 seconds", "0 turns it off", id="negative"),
+        bad("PLUGIN_PROGRESS_INTERVAL", "often", "not a number of seconds", "0 turns it off", id="word"),
+    ],
+    "report": [
+        bad("PLUGIN_REPORT", "no-such-folder/report.json", "does not exist", "create it first", "such as report.json",
+            id="missing-folder"),
+        bad("PLUGIN_REPORT", ".", "is a folder", "such as report.json", id="folder"),
+        bad("PLUGIN_REPORT", "a.txt/report.json", "is not a folder", id="under-a-file"),
+        Bad(env={}, names="--report", forms=("does not exist",), args=("--report", "out/r.json"), id="flag"),
+        Bad(env={}, names="report (in deploy.yml)", forms=("does not exist",), args=("--config", "deploy.yml"),
+            files={"deploy.yml": "report: reports/run.json\n"}, id="config-file"),
+    ],
     "session_token": [
         Bad(env={"PLUGIN_SESSION_TOKEN": "a-token-without-keys", "AWS_ACCESS_KEY_ID": None,
                  "AWS_SECRET_ACCESS_KEY": None}, names="PLUGIN_SESSION_TOKEN",

@@ -247,6 +247,7 @@ def test_links_outside_the_source_are_skipped_neither_uploaded_nor_deleted(
                "not uploaded, and its objects are not deleted" in run.stderr
     assert [(v, k) for v, k, _ in actions(dry.stdout)] == [("upload", "site/app.js"), ("upload", "site/assets/app.js"),
                                                            ("upload", "site/index.html"), ("delete", "site/orphan.txt")]
+    # Uploads end in any order: compare the sets of action lines.
     assert sorted((v, k) for v, k, _ in actions(proc.stdout)) == sorted((v, k) for v, k, _ in actions(dry.stdout))
     assert bucket_contents(s3_server, s3, bucket) == {
         "site/leak.txt": b"published earlier", "site/vendor/vendor.js": b"v0",
