@@ -6,7 +6,11 @@ Shared by the integration test modules; no fixtures here (see conftest.py).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import time
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 # One action line: "upload   site/a.css  (content changed, 1.2 KiB)", "would " in a dry run.
@@ -77,3 +81,13 @@ def invalidations(s3_server: Any, cloudfront: Any, distribution: str) -> List[Li
             inv = cloudfront.get_invalidation(DistributionId=distribution, Id=item["Id"])["Invalidation"]
             found.append((inv["CreateTime"], list(inv["InvalidationBatch"]["Paths"].get("Items", []))))
     return [paths for _, paths in sorted(found, key=lambda f: f[0])]
+
+
+def fresh_checkout(src: Path, dest: Path) -> Path:
+    """A copy of `src` as a new CI checkout makes it: the same bytes, every file
+    with a new mtime (three days later than now, so later than any object)."""
+    shutil.copytree(str(src), str(dest), copy_function=shutil.copyfile)
+    future = time.time() + 3 * 24 * 3600
+    for path in dest.rglob("*"):
+        os.utime(str(path), (future, future))
+    return dest

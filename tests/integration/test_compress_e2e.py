@@ -25,14 +25,12 @@ import gzip
 import hashlib
 import os
 import re
-import shutil
-import time
 from pathlib import Path
 from typing import Any, Dict
 
 import brotli
 import drone_run
-from drone_run import EIGHT_MIB_PARTS, action_map, keys_of, ok, summary_counts
+from drone_run import EIGHT_MIB_PARTS, action_map, fresh_checkout, keys_of, ok, summary_counts
 
 from conftest import state_key
 from drone_s3_sync.compress import compress_bytes
@@ -126,11 +124,7 @@ def test_compressed_upload_then_no_change_runs_compress_nothing(s3_server, s3, b
     assert summary_counts(second.stdout)["unchanged"] == 5
 
     # A fresh checkout (same bytes, new mtimes): the same.
-    checkout = tmp_path / "checkout"
-    shutil.copytree(str(src), str(checkout), copy_function=shutil.copyfile)
-    future = time.time() + 3 * 24 * 3600
-    for path in checkout.rglob("*"):
-        os.utime(str(path), (future, future))
+    checkout = fresh_checkout(src, tmp_path / "checkout")
     s3_server.reset()
     third = ok(run_sync(env, cwd=checkout))
     assert_only_list_and_state(s3_server, bucket)

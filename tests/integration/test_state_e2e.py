@@ -32,13 +32,11 @@ import collections
 import gzip
 import json
 import os
-import shutil
-import time
 from typing import Any, Dict, Iterable, List
 
 import drone_run
 import pytest
-from drone_run import action_map, keys_of, ok, summary_counts
+from drone_run import action_map, fresh_checkout, keys_of, ok, summary_counts
 import xxhash
 
 from conftest import STATE_NAME, is_state_key, read_state, state_key
@@ -184,11 +182,7 @@ def test_second_run_and_fresh_checkout_need_one_list_and_one_get(s3_server, s3, 
                                              "unchanged": 30}
 
     # A fresh checkout: every file copied, new mtimes. The local digests decide.
-    checkout = tmp_path / "checkout"
-    shutil.copytree(str(src), str(checkout), copy_function=shutil.copyfile)
-    future = time.time() + 3 * 24 * 3600
-    for path in checkout.rglob("*"):
-        os.utime(str(path), (future, future))
+    checkout = fresh_checkout(src, tmp_path / "checkout")
     s3_server.reset()
     third = ok(run_sync(env, cwd=checkout))
     assert_only_list_and_state(s3_server, bucket, "site/")

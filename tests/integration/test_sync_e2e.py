@@ -15,15 +15,14 @@ from __future__ import annotations
 import collections
 import os
 import re
-import shutil
-import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
 import pytest
-from drone_run import EIGHT_MIB_PARTS, action_map, actions, keys_of, ok, plugin_env, summary_counts, summary_line
+from drone_run import (EIGHT_MIB_PARTS, action_map, actions, fresh_checkout, keys_of, ok, plugin_env, summary_counts,
+                       summary_line)
 from boto3.s3.transfer import TransferConfig
 
 from conftest import STATE_NAME, is_state_key, read_state, state_key
@@ -195,11 +194,7 @@ def test_fresh_checkout_with_new_mtimes_uploads_nothing(s3_server, s3, bucket, m
     env = plugin_env(bucket, delete=True, **SITE_SETTINGS)
     ok(run_sync(env, cwd=src))
 
-    checkout = tmp_path / "checkout"
-    shutil.copytree(str(src), str(checkout), copy_function=shutil.copyfile)  # new mtimes
-    future = time.time() + 3 * 24 * 3600
-    for path in checkout.rglob("*"):
-        os.utime(str(path), (future, future))
+    checkout = fresh_checkout(src, tmp_path / "checkout")
     s3_server.reset()
     proc = ok(run_sync(env, cwd=checkout))
     assert_no_writes(s3_server, bucket)
