@@ -40,4 +40,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 # with a stricter umask (e.g. 077) makes them unreadable here: loosen it in
 # that step, or `chmod -R a+rX` the source folder before this one.
 USER drone
+# Drone and Woodpecker start the step in the workspace. Without -w, `docker run`
+# starts here, an empty folder, rather than in / (the whole filesystem as the
+# default source `.`): a sync from it uploads nothing, and with `delete` the
+# empty-source guard refuses the run.
+WORKDIR /workspace
 ENTRYPOINT ["drone-s3-sync"]

@@ -290,3 +290,10 @@ def test_installed_wheel_runs_its_entry_point(wheel: Path, tmp_path: Path) -> No
 
     assert version.stdout.strip() == (f"drone-s3-sync {drone_s3_sync.__version__} "
                                       f"(boto3 {boto3.__version__}, s3transfer {s3transfer.__version__})")
+
+
+def test_default_working_directory_is_an_empty_folder_not_the_root() -> None:
+    # The default source is ".": without -w, a container started in / would
+    # publish the image's whole filesystem.
+    workdirs = args_of(final_stage(), "WORKDIR")
+    assert workdirs and workdirs[-1].strip() not in ("/", ""), workdirs
