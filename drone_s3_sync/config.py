@@ -1113,6 +1113,7 @@ examples:
   drone-s3-sync --config deploy.yml --dry-run
 
 exit status: 0 success, 1 some operation failed, 2 invalid settings,
-  3 refused by a safety guard (allow_empty_source, max_delete): nothing written.
+  3 refused by a safety guard (allow_empty_source, max_delete): nothing written,
+  130 / 143 interrupted by SIGINT / SIGTERM: nothing deleted.
 Set DEBUG=1 for detailed logs (secrets are never printed).
 """
