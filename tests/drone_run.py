@@ -91,3 +91,12 @@ def fresh_checkout(src: Path, dest: Path) -> Path:
     for path in dest.rglob("*"):
         os.utime(str(path), (future, future))
     return dest
+
+
+def assert_refused(proc: Any, s3_server: Any, *names: str) -> None:
+    """Exit 2, the setting named on stderr, no traceback, and not one request sent."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    for name in names:
+        assert name in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert s3_server.requests == [], s3_server.requests

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from drone_run import ok, plugin_env
+from drone_run import assert_refused, ok, plugin_env
 
 ROLE = "arn:aws:iam::123456789012:role/site-deploy"
 BASE_KEY = "AKIABASEKEYDISTINCT1"
@@ -50,15 +50,6 @@ def assert_secrets_hidden(proc: Any, *secrets: str, debug: bool = False) -> None
     for secret in secrets:
         assert secret not in output
         assert secret[:12] not in output
-
-
-def assert_refused(proc: Any, s3_server: Any, *names: str) -> None:
-    """Exit 2, the setting named on stderr, no traceback, and not one request sent."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    for name in names:
-        assert name in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert s3_server.requests == [], s3_server.requests
 
 
 def write_aws_files(home: Path, credentials: str, config: str = "") -> Dict[str, str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Set
 
 import pytest
+from drone_run import assert_refused
 
 from conftest import STATE_NAME, is_state_key, state_key
 
@@ -108,15 +109,6 @@ def writes_by_key(s3_server: Any, bucket: str) -> list:
 def assert_ok(proc: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def assert_refused(proc: Any, s3_server: Any, *names: str) -> None:
-    """Exit 2, the setting named on stderr, no traceback, and not one request sent."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    for name in names:
-        assert name in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert s3_server.requests == [], s3_server.requests
 
 
 def output_line(proc: Any, *needles: str) -> str:
