@@ -322,29 +322,37 @@ GLOBS_FORMS = ("use patterns relative to the source like 'drafts/*' or '.map', s
                "(or a list)")
 
 
-def parse_globs(name: str, raw: Any) -> Tuple[str, ...]:
-    """Glob patterns: a list (YAML file), a JSON list, or text separated by commas
-    (how Drone and Woodpecker pass a YAML list). Blank items are left out."""
+def _text_items(name: str, raw: Any, forms: str, *, many: str, one: str) -> List[str]:
+    """The items of a list setting: a list (YAML file), a JSON list, or text
+    separated by commas (how Drone and Woodpecker pass a YAML list); stripped,
+    blank items left out. `many` / `one` name what is expected in messages."""
     value = raw
     if isinstance(raw, str):
         text = raw.strip()
-        # "[abc]*" is a glob, '["a", "b"]' a JSON list.
+        # '["a", "b"]' is a JSON list, "[abc]*" a glob.
         if re.match(r"^\[\s*[\"\]]", text) or text.startswith("{"):
-            value = _json_or_value(name, text, GLOBS_FORMS)
+            value = _json_or_value(name, text, forms)
         else:
             value = text.split(",")
     if isinstance(value, dict):
-        raise ConfigError(name, f"expected patterns, got a map; {GLOBS_FORMS}")
+        raise ConfigError(name, f"expected {many}, got a map; {forms}")
     if not isinstance(value, list):
         value = [value]
-    patterns: List[str] = []
+    items = []
     for item in value:
         if isinstance(item, (dict, list)) or item is None:
-            raise ConfigError(name, f"expected a pattern, got {'nothing' if item is None else _kind(item)}; "
-                                    f"{GLOBS_FORMS}")
-        pattern = unicodedata.normalize("NFC", str(item).strip())
-        if not pattern:
-            continue
+            raise ConfigError(name, f"expected {one}, got {'nothing' if item is None else _kind(item)}; {forms}")
+        text = str(item).strip()
+        if text:
+            items.append(text)
+    return items
+
+
+def parse_globs(name: str, raw: Any) -> Tuple[str, ...]:
+    """Glob patterns (see `_text_items` for the forms), NFC, without repeats."""
+    patterns: List[str] = []
+    for item in _text_items(name, raw, GLOBS_FORMS, many="patterns", one="a pattern"):
+        pattern = unicodedata.normalize("NFC", item)
         if any(ord(c) < 32 or ord(c) == 127 for c in pattern):
             raise ConfigError(name, f"{pattern!r} contains a control character; {GLOBS_FORMS}")
         check_relative(name, pattern, GLOBS_FORMS)
@@ -561,22 +569,7 @@ def parse_invalidation_paths(name: str, raw: Any) -> Tuple[str, ...]:
     CloudFront's limits; () when empty."""
     from .invalidate import check_paths
 
-    value = raw
-    if isinstance(raw, str):
-        text = raw.strip()
-        value = _json_or_value(name, text, INVALIDATION_PATHS_FORMS) if text[:1] in ("[", "{") else text.split(",")
-    if isinstance(value, dict):
-        raise ConfigError(name, f"expected a list of paths, got a map; {INVALIDATION_PATHS_FORMS}")
-    if not isinstance(value, list):
-        value = [value]
-    items = []
-    for item in value:
-        if isinstance(item, (dict, list)) or item is None:
-            raise ConfigError(name, f"expected a path, got {_kind(item) if item is not None else 'nothing'}; "
-                                    f"{INVALIDATION_PATHS_FORMS}")
-        text = str(item).strip()
-        if text:
-            items.append(text)
+    items = _text_items(name, raw, INVALIDATION_PATHS_FORMS, many="a list of paths", one="a path")
     try:
         return tuple(check_paths(items))
     except ValueError as exc:
