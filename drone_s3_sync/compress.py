@@ -26,6 +26,9 @@ GZIP = "gzip"
 BROTLI = "br"
 ENCODINGS = (GZIP, BROTLI)
 GZIP_LEVEL = 9
+# Input is fed to a compressor in pieces of this size, by the streaming path
+# (digest.py reads files in these) and by compress_bytes alike: the same output.
+READ_SIZE = 4 << 20
 BROTLI_QUALITY = 11
 BROTLI_WINDOW = 22  # log2 of the window: brotli's default
 BROTLI_HINT = "pip install 'drone-s3-sync[brotli]'"
@@ -92,8 +95,6 @@ def compressor(encoding: str):
 
 def compress_bytes(data: bytes, encoding: str) -> bytes:
     """The whole output for `data` (tests and small inputs); the same bytes as the streaming path."""
-    from .digest import READ_SIZE
-
     engine = compressor(encoding)
     view = memoryview(data)
     parts = [engine.compress(view[start:start + READ_SIZE]) for start in range(0, len(data), READ_SIZE)]

@@ -24,16 +24,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
 from .errors import ConfigError
-
-CANNED_ACLS = (
-    "private",
-    "public-read",
-    "public-read-write",
-    "authenticated-read",
-    "aws-exec-read",
-    "bucket-owner-read",
-    "bucket-owner-full-control",
-)
+from .keys import STATE_NAME
+from .s3vocab import (CANNED_ACLS, ENCRYPTIONS, KMS_ENCRYPTIONS, MAX_PART, MIN_PART, MULTIPART_THRESHOLD,  # noqa: F401
+                      PART_SIZE, STORAGE_CLASSES, GiB, MiB)
 
 Rules = Tuple[Tuple[str, str], ...]
 MetadataRules = Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]
@@ -102,13 +95,6 @@ def _human(size: int) -> str:
     return f"{size} bytes"
 
 
-MiB, GiB = 1 << 20, 1 << 30
-MIN_PART, MAX_PART = 5 * MiB, 5 * GiB  # S3's limits for a part (and for a single PutObject)
-# AWS advises multipart uploads from 100 MB: below that one PutObject is one
-# request instead of a handful, and the ETag is the file's MD5. 16 MiB parts keep
-# a 100 MiB file in 7 parallel requests.
-MULTIPART_THRESHOLD = 100 * MiB
-PART_SIZE = 16 * MiB
 
 
 def parse_seconds(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
@@ -224,21 +210,6 @@ def parse_rules(name: str, raw: Any, check: Optional[Callable[[str, str], str]] 
     return tuple(rules)
 
 
-STORAGE_CLASSES = (
-    "STANDARD",
-    "REDUCED_REDUNDANCY",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER",
-    "DEEP_ARCHIVE",
-    "GLACIER_IR",
-    "OUTPOSTS",
-    "SNOW",
-    "EXPRESS_ONEZONE",
-)
-ENCRYPTIONS = ("AES256", "aws:kms", "aws:kms:dsse")
-KMS_ENCRYPTIONS = ("aws:kms", "aws:kms:dsse")
 
 
 def _one_of(name: str, choices: Sequence[str], what: str, normalise: Callable[[str], str]) -> Callable[[str, str], str]:
@@ -464,8 +435,6 @@ def _kind(value: Any) -> str:
 
 
 def parse_redirects(name: str, raw: Any) -> Tuple[Tuple[str, str], ...]:
-    from .state import STATE_NAME
-
     value = _json_or_value(name, raw, REDIRECTS_FORMS)
     if not isinstance(value, dict):
         raise ConfigError(name, f"expected a map, got {_kind(value)}; {REDIRECTS_FORMS}")

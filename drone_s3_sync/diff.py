@@ -13,16 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .config import KMS_ENCRYPTIONS, Settings
+from .config import Settings
 from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .rules import HeaderRules, Selection
+from .s3vocab import ARCHIVED, COPY_LIMIT, KMS_ENCRYPTIONS
 from .state import Entry
 
-COPY_LIMIT = 5 * 1024 ** 3  # CopyObject's largest source object
-# Storage classes whose objects CopyObject cannot read until they are restored:
-# their headers are changed by uploading the bytes again.
-ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 # Canned ACLs that S3 reports back as plain owner FULL_CONTROL when the bucket
 # owner and the object owner are the same account.

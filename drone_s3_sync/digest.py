@@ -18,22 +18,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import xxhash
-from s3transfer.utils import ChunksizeAdjuster
 
-from .config import PART_SIZE  # noqa: F401 (the default `part_size`, re-exported for diff and pipeline)
+from .compress import READ_SIZE, compressor
 from .model import SLOTS
+from .s3vocab import MiB, PART_SIZE, adjusted_part_size
 
-MiB = 1024 * 1024
-READ_SIZE = 4 * MiB
 # Part sizes other uploaders use by default: s3transfer/aws-cli 8 MiB, rclone 5 MiB,
 # s3cmd 15 MiB, MinIO mc and many SDKs 16 MiB, s5cmd 50 MiB, and round powers of two.
 COMMON_PART_SIZES = tuple(n * MiB for n in (8, 5, 16, 15, 10, 32, 50, 64, 100, 128, 256, 512))
 MAX_CANDIDATES = 4
-
-
-def adjusted_part_size(part_size: int, size: int) -> int:
-    """The part size s3transfer really uses for `size` bytes (doubled past 10,000 parts)."""
-    return ChunksizeAdjuster().adjust_chunksize(part_size, size)
 
 
 def our_part_size(size: int, part_size: int = PART_SIZE) -> int:
@@ -188,8 +181,6 @@ def _read_full(handle, buffer: bytearray, view: memoryview) -> int:
 def _compress(path: str, encoding: str, sink: Callable[[bytes], None]) -> str:
     """Compress `path` in one read, handing each piece of output to `sink`;
     returns the fingerprint of the source."""
-    from .compress import compressor
-
     engine = compressor(encoding)
     fast = xxhash.xxh3_128()
     buffer = _read_buffer()

@@ -3,6 +3,30 @@
 from __future__ import annotations
 
 
+def error_text(exc: BaseException) -> str:
+    """A one-line reason from an S3 or CloudFront client error, without request
+    ids or signatures: "Code: Message", the HTTP status when there is no code,
+    else the exception's own text."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error", {})
+        code = err.get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        message = err.get("Message") or ""
+        if str(code) == "404" and not message:
+            message = "not found"
+        return f"{code}: {message}".strip(": ") if message else str(code)
+    return str(exc) or type(exc).__name__
+
+
+def error_code(exc: BaseException) -> str:
+    """The service error code of a client error (or the HTTP status), else ""."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                   or "")
+    return ""
+
+
 class SyncError(Exception):
     """Base class for errors this tool reports without a traceback."""
 
@@ -30,6 +54,19 @@ class RemoteError(SyncError):
     """S3 or CloudFront refused a request that the whole run depends on."""
 
     exit_code = 1
+
+
+class StoreError(SyncError):
+    """One request to S3 failed (after the client's retries). The message is one
+    line without request ids or signatures; `code` is S3's error code, or the
+    HTTP status, or "" for a network error. Raised only by the remote store:
+    a stage turns it into a failed outcome of one key, not a failed run."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
 
 
 class Interrupted(KeyboardInterrupt):

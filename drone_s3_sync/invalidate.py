@@ -49,6 +49,8 @@ import secrets
 import time
 from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
+from .errors import error_code
+
 __all__ = [
     "InvalidationError",
     "check_paths",
@@ -285,14 +287,6 @@ POLL_INTERVAL = 15.0
 
 class InvalidationError(Exception):
     """An invalidation that could not be made; the text says why."""
-
-
-def error_code(exc: BaseException) -> str:
-    """The service error code of a botocore ClientError, else ""."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or "")
-    return ""
 
 
 def _seconds(value: float) -> str:

@@ -146,6 +146,17 @@ class Outcome:
     ok: bool
     error: str = ""
     seconds: float = 0.0
+    etag: str = ""  # what S3 returned for a write that succeeded ("" if it returned none)
+
+
+class Stage(enum.Enum):
+    """The stage a run is in; the write stages decide what an interruption means."""
+
+    START = "start"
+    PLAN = "plan"
+    TRANSFER = "transfer"
+    DELETE = "delete"
+    FINISH = "finish"
 
 
 @dataclass
@@ -163,6 +174,7 @@ class Summary:
     # Seconds spent in each stage that ran: scan, list, hash, plan, transfer,
     # delete, state, invalidate (scan and list run at the same time).
     timings: Dict[str, float] = field(default_factory=dict)
+    stage: Stage = Stage.START
 
     @property
     def failures(self) -> List[Outcome]:

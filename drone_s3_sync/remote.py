@@ -6,21 +6,22 @@ import base64
 import binascii
 import logging
 import threading
-from typing import IO, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
 import boto3
-import botocore.session
 from botocore.config import Config
-from botocore.credentials import (AssumeRoleCredentialFetcher, AssumeRoleWithWebIdentityCredentialFetcher,
-                                  CredentialProvider, CredentialResolver, DeferredRefreshableCredentials)
-from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
 
-from .config import ENCRYPTIONS, KMS_ENCRYPTIONS, Settings, http_date
-from .errors import ConfigError, RemoteError
+from .config import Settings, http_date
+from .credentials import make_session
+from .errors import ConfigError, RemoteError, StoreError, error_code, error_text
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
+from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS
+from .store import Body, UploadDone
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -30,80 +31,6 @@ AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 DELETE_BATCH = 1000
 _LISTED = "DroneS3SyncListed"  # where _take_listing leaves a page's (key, size, etag, storage class) rows
 STANDARD = "STANDARD"
-
-
-def error_text(exc: BaseException) -> str:
-    """A one-line reason from a botocore error, without request ids or signatures."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
-        message = err.get("Message") or ""
-        if str(code) == "404" and not message:
-            message = "not found"
-        return f"{code}: {message}".strip(": ") if message else str(code)
-    return str(exc) or type(exc).__name__
-
-
-def make_session(settings: Settings) -> boto3.session.Session:
-    """The credentials of a run, all from botocore's own providers.
-
-    Static keys (with session_token) only when both keys are given; else the
-    profile, or boto3's default chain. With assume_role, the session signs with
-    that role's temporary credentials, which botocore refreshes before they
-    expire: from AssumeRole called with the credentials above, or from
-    AssumeRoleWithWebIdentity (unsigned) with oidc_token_id.
-    """
-    kwargs = {"region_name": settings.region, "profile_name": settings.profile or None}
-    if settings.access_key and settings.secret_key:
-        kwargs.update(aws_access_key_id=settings.access_key.strip(), aws_secret_access_key=settings.secret_key.strip(),
-                      aws_session_token=settings.session_token.strip() or None)
-    try:
-        session = boto3.session.Session(**kwargs)
-    except ProfileNotFound:
-        if not settings.profile:
-            raise  # from AWS_PROFILE: Store reports it as an AWS configuration error
-        raise ConfigError(settings.label("profile"), f"no profile {settings.profile!r} in the AWS config or credentials file"
-                          ) from None
-    return _role_session(session, settings) if settings.assume_role else session
-
-
-class _RoleCredentials(CredentialProvider):
-    METHOD = "assume-role"
-
-    def __init__(self, credentials: DeferredRefreshableCredentials):
-        super().__init__()
-        self.credentials = credentials
-
-    def load(self) -> DeferredRefreshableCredentials:
-        return self.credentials
-
-
-def _role_session(base: boto3.session.Session, settings: Settings) -> boto3.session.Session:
-    # STS clients come from `base`: its region, AWS_ENDPOINT_URL_STS and profile apply.
-    extra = {"RoleSessionName": settings.assume_role_session_name}
-    if settings.oidc_token_id:
-        operation = "AssumeRoleWithWebIdentity"
-        fetcher = AssumeRoleWithWebIdentityCredentialFetcher(
-            base.client, lambda: settings.oidc_token_id.strip(), settings.assume_role, extra_args=extra)
-    else:
-        operation = "AssumeRole"
-        source = base.get_credentials()
-        if source is None:
-            raise ConfigError(settings.label("assume_role"), "no credentials to call AssumeRole with: set access_key and secret_key, "
-                                             "a profile, or oidc_token_id for web identity")
-        if settings.external_id:
-            extra["ExternalId"] = settings.external_id
-        fetcher = AssumeRoleCredentialFetcher(base.client, source, settings.assume_role, extra_args=extra)
-    try:
-        # Now, for a clear error before anything else; the first request then
-        # finds these credentials in the fetcher's cache.
-        fetcher.fetch_credentials()
-    except (ClientError, BotoCoreError) as exc:
-        raise RemoteError(f"assume_role: STS {operation} for {settings.assume_role} failed: {error_text(exc)}") from None
-    credentials = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
-    core = botocore.session.Session(profile=settings.profile or None)
-    core.register_component("credential_provider", CredentialResolver([_RoleCredentials(credentials)]))
-    return boto3.session.Session(botocore_session=core, region_name=settings.region)
 
 
 CONNECT_TIMEOUT = 10  # seconds; a TCP/TLS handshake that takes longer is retried
@@ -249,8 +176,14 @@ def kept_args(headers: ObjectHeaders, details: Optional[RemoteDetails]) -> dict:
     return args
 
 
-class Store:
-    """Bucket operations for one run. Thread-safe: boto3 clients are."""
+def _failed(exc: BaseException) -> StoreError:
+    """A botocore error as the project's one error type for a failed request."""
+    return StoreError(error_text(exc), error_code(exc))
+
+
+class S3Store:
+    """The `store.RemoteStore` of a run, on boto3 and s3transfer. Thread-safe:
+    boto3 clients are."""
 
     def __init__(self, settings: Settings, session: Optional[boto3.session.Session] = None):
         self.settings = settings
@@ -262,7 +195,7 @@ class Store:
             raise ConfigError("AWS configuration", error_text(exc)) from None
         self._manager: Optional[TransferManager] = None
         # The ETag S3 returns for each object this run writes, for the state object.
-        self.written_etags: Dict[str, str] = {}
+        self._upload_etags: Dict[str, str] = {}
         self._etag_lock = threading.Lock()
         # Multipart uploads begun and not yet completed or aborted: {upload id: key}.
         self._open_uploads: Dict[str, str] = {}
@@ -300,7 +233,7 @@ class Store:
         etag = parsed.get("ETag") or (parsed.get("CopyObjectResult") or {}).get("ETag")
         if key and etag:
             with self._etag_lock:
-                self.written_etags[key] = etag.strip('"').lower()
+                self._upload_etags[key] = etag.strip('"').lower()
 
     # ---------------------------------------------------------------- reads
     def list(self, prefix: str) -> Dict[str, RemoteObject]:
@@ -333,13 +266,16 @@ class Store:
 
     def details(self, key: str, with_acl: bool = True) -> RemoteDetails:
         """Headers, ACL and encryption of one object (HeadObject + GetObjectAcl)."""
-        head = self.client.head_object(Bucket=self.bucket, Key=key)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            acl = "private"
+            if with_acl:
+                response = self.client.get_object_acl(Bucket=self.bucket, Key=key)
+                acl = canned_acl(response.get("Owner", {}).get("ID"), response.get("Grants", ()))
+        except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
         metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
         md5 = _md5_from_metadata(metadata.pop(MD5_METADATA, None))
-        acl = "private"
-        if with_acl:
-            response = self.client.get_object_acl(Bucket=self.bucket, Key=key)
-            acl = canned_acl(response.get("Owner", {}).get("ID"), response.get("Grants", ()))
         sse = head.get("ServerSideEncryption") or ("SSE-C" if head.get("SSECustomerAlgorithm") else None)
         kms_key = head.get("SSEKMSKeyId") or None
         # S3 sends no storage class header for STANDARD objects.
@@ -361,10 +297,13 @@ class Store:
         return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=kms_key, storage_class=stored_class)
 
     def get_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
 
     # ---------------------------------------------------------------- writes
-    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None) -> None:
+    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None) -> str:
         """A small object of the tool's own; `headers` gives its encryption (a bucket
         policy may refuse writes without it). Its storage class stays STANDARD."""
         args = {}
@@ -372,7 +311,14 @@ class Store:
             args["ServerSideEncryption"] = headers.encryption
             if headers.kms_key_id:
                 args["SSEKMSKeyId"] = headers.kms_key_id
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **args)
+        return self._put(Key=key, Body=body, ContentType=content_type, **args)
+
+    def _put(self, **args) -> str:
+        try:
+            response = self.client.put_object(Bucket=self.bucket, **args)
+        except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
+        return (response.get("ETag") or "").strip('"').lower()
 
     @staticmethod
     def header_args(headers: ObjectHeaders, md5: Optional[str] = None) -> dict:
@@ -419,15 +365,23 @@ class Store:
             self._manager = TransferManager(self.client, config)
         return self._manager
 
-    def upload(self, source: Union[str, IO[bytes]], key: str, headers: ObjectHeaders, md5: Optional[str] = None,
-               subscribers=None, keep: Optional[RemoteDetails] = None):
+    def upload(self, body: Body, key: str, headers: ObjectHeaders, md5: Optional[str] = None, *,
+               keep: Optional[RemoteDetails] = None, on_progress: Optional[Callable[[int], None]] = None,
+               on_done: UploadDone) -> None:
         """Starts an upload of a file (a path) or of a seekable file object (a
-        compressed body); returns an s3transfer future (multipart from
-        multipart_threshold up, with the same part sizes either way).
-        `keep`: the object this upload replaces only to change its headers."""
+        compressed body), multipart from multipart_threshold up, with the same
+        part sizes either way. `keep`: the object this upload replaces only to
+        change its headers. `on_done(etag, error)` is called when it ends."""
         args = self.header_args(headers, md5)
         args.update(kept_args(headers, keep))
-        return self.manager().upload(source, self.bucket, key, extra_args=args, subscribers=subscribers)
+        subscribers: List[BaseSubscriber] = [_Ended(self, key, on_done)]
+        if on_progress is not None:
+            subscribers.append(_Progress(on_progress))
+        self.manager().upload(body, self.bucket, key, extra_args=args, subscribers=subscribers)
+
+    def _etag_of(self, key: str) -> str:
+        with self._etag_lock:
+            return self._upload_etags.get(key, "")
 
     def cloudfront(self, quick: bool = False):
         """A CloudFront client retrying like the S3 one; `quick`: short timeouts and
@@ -437,17 +391,23 @@ class Store:
         return self.session.client("cloudfront", config=Config(
             connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}))
 
-    def put_redirect(self, key: str, headers: ObjectHeaders) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=b"", **self.header_args(headers))
+    def put_redirect(self, key: str, headers: ObjectHeaders) -> str:
+        return self._put(Key=key, Body=b"", **self.header_args(headers))
 
     def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
-                     md5: Optional[str] = None) -> None:
+                     md5: Optional[str] = None) -> str:
         """Rewrite an object's headers in place: a metadata-only copy onto itself.
-        `md5` (else the one recorded in the object) is recorded in its metadata."""
+        `md5` (else the one recorded in the object) is recorded in its metadata.
+        Returns the ETag of the copy."""
         args = self.header_args(headers, md5 or (details.md5 if details else None))
         args.update(kept_args(headers, details))
-        self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
-                                MetadataDirective="REPLACE", **args)
+        try:
+            response = self.client.copy_object(Bucket=self.bucket, Key=key,
+                                               CopySource={"Bucket": self.bucket, "Key": key},
+                                               MetadataDirective="REPLACE", **args)
+        except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
+        return ((response.get("CopyObjectResult") or {}).get("ETag") or "").strip('"').lower()
 
     def delete(self, keys: List[str]) -> List[Tuple[str, str]]:
         """DeleteObjects in batches of 1,000; returns (key, reason) for each failure."""
@@ -469,7 +429,7 @@ class Store:
         with self._etag_lock:
             return sorted((key, upload_id) for upload_id, key in self._open_uploads.items())
 
-    def shutdown(self) -> None:
+    def wait_uploads(self) -> None:
         """Waits for every upload started to finish."""
         if self._manager is not None:
             self._manager.shutdown()
@@ -505,3 +465,42 @@ class Store:
             except BotoCoreError as exc:
                 failures.append((key, error_text(exc)))
         return failures
+
+
+Store = S3Store  # the name the Python API has used
+
+
+def _upload_error(exc: BaseException) -> BaseException:
+    """An upload's failure for `on_done`: botocore wraps every network error in
+    a BotoCoreError, so a bare OSError comes from the local file and is handed
+    on as it is; anything else becomes a StoreError."""
+    if isinstance(exc, OSError) and not isinstance(exc, BotoCoreError):
+        return exc
+    if isinstance(exc, StoreError):
+        return exc
+    return _failed(exc)
+
+
+class _Ended(BaseSubscriber):
+    """Calls an upload's `on_done` once, with the ETag S3 returned or the error."""
+
+    def __init__(self, store: S3Store, key: str, on_done: UploadDone):
+        self.store, self.key, self.callback = store, key, on_done
+
+    def on_done(self, future, **kwargs):
+        try:
+            future.result()
+        except BaseException as exc:  # botocore, OS and s3transfer's own error types alike
+            self.callback("", _upload_error(exc))
+        else:
+            self.callback(self.store._etag_of(self.key), None)
+
+
+class _Progress(BaseSubscriber):
+    """Hands on the bytes s3transfer sent."""
+
+    def __init__(self, advance: Callable[[int], None]):
+        self.advance = advance
+
+    def on_progress(self, future, bytes_transferred, **kwargs):
+        self.advance(bytes_transferred)

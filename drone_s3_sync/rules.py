@@ -20,9 +20,10 @@ import re
 from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .config import KMS_ENCRYPTIONS, Settings
+from .config import Settings
 from .contenttypes import guess_content_type
 from .model import LocalFile, ObjectHeaders
+from .s3vocab import KMS_ENCRYPTIONS
 
 Matcher = Callable[[str, str], bool]
 

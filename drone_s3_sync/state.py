@@ -28,17 +28,13 @@ if TYPE_CHECKING:
 
 import xxhash
 
+from .keys import STATE_NAME, state_key  # noqa: F401 (re-exported)
 from .model import SLOTS, Kind, ObjectHeaders, Plan, Reason, RemoteObject, Summary
 
 log = logging.getLogger("drone_s3_sync")
 
-STATE_NAME = ".drone-s3-sync-state.json.gz"
 FORMAT = 1
 EMPTY_XXH = xxhash.xxh3_128(b"").hexdigest()
-
-
-def state_key(target: str) -> str:
-    return target + STATE_NAME
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -130,13 +126,13 @@ def entries_at_risk(plan: Plan, stored: Mapping[str, Entry], remotes: Mapping[st
     return keys
 
 
-def next_state(summary: Summary, remotes: Mapping[str, RemoteObject], digests: Mapping[str, "Digest"],
-               written_etags: Mapping[str, str]) -> Dict[str, Entry]:
+def next_state(summary: Summary, remotes: Mapping[str, RemoteObject],
+               digests: Mapping[str, "Digest"]) -> Dict[str, Entry]:
     """Entries for every object the run left as the settings want it.
 
     Unchanged objects keep their listed ETag; written ones get the ETag S3
-    returned. Failed, deleted and unverified keys get no entry, so the next run
-    checks them with S3.
+    returned for the write. Failed, deleted and unverified keys get no entry,
+    so the next run checks them with S3.
     """
     outcomes = {o.action.key: o for o in summary.outcomes}
     entries: Dict[str, Entry] = {}
@@ -150,10 +146,9 @@ def next_state(summary: Summary, remotes: Mapping[str, RemoteObject], digests: M
             etag, size = remote.etag, remote.size
         else:
             outcome = outcomes.get(action.key)
-            etag = written_etags.get(action.key)
-            if outcome is None or not outcome.ok or etag is None:
+            if outcome is None or not outcome.ok or not outcome.etag:
                 continue
-            size = action.size
+            etag, size = outcome.etag, action.size
         if action.local is None:  # a redirect: zero bytes
             xxh: Optional[str] = EMPTY_XXH
         else:

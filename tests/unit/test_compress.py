@@ -31,7 +31,7 @@ from drone_s3_sync.digest import (
 )
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Kind, LocalFile, ObjectHeaders, Reason, RemoteDetails, RemoteObject
-from drone_s3_sync.pipeline import CompressedCache
+from drone_s3_sync.evidence import CompressedCache
 from drone_s3_sync.report import describe
 from drone_s3_sync.rules import HeaderRules
 from drone_s3_sync.state import Entry

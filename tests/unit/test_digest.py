@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from drone_s3_sync.digest import (
     MiB,
+    adjusted_part_size,
     PART_SIZE,
     candidate_part_sizes,
     file_digest,
@@ -182,3 +183,12 @@ def test_common_part_size_is_inferred_from_the_part_count(part: int, data: st.Da
 )
 def test_parse_etag(etag: str, expected: tuple) -> None:
     assert parse_etag(etag) == expected
+
+
+@pytest.mark.parametrize("part_size", [5 * MiB, 8 * MiB, 16 * MiB, 100 * MiB])
+@pytest.mark.parametrize("size", [0, 1, 5 * MiB, 16 * MiB * 10_000, 16 * MiB * 10_000 + 1, 80 * 1024 ** 3,
+                                  5 * 1024 ** 4])
+def test_adjusted_part_size_is_what_s3transfer_uses(part_size, size):
+    from s3transfer.utils import ChunksizeAdjuster
+
+    assert adjusted_part_size(part_size, size) == ChunksizeAdjuster().adjust_chunksize(part_size, size)

@@ -100,7 +100,7 @@ def test_plan_with_state_skips_without_any_object_details():
     assert [(a.kind, a.detail) for a in plan.actions] == [(Kind.UPDATE, "cache_control")]
 
 
-def test_next_state_records_written_etags_and_keeps_only_what_is_verified():
+def test_next_state_records_the_etags_writes_returned_and_keeps_only_what_is_verified():
     up = Action(Kind.UPLOAD, "new.html", Reason.NEW, local("new.html"), HTML, 3)
     upd = Action(Kind.UPDATE, "upd.html", Reason.HEADERS, local("upd.html"), HTML, 3)
     red = Action(Kind.REDIRECT, "old", Reason.NEW, headers=replace(HTML, redirect="/"))
@@ -109,13 +109,13 @@ def test_next_state_records_written_etags_and_keeps_only_what_is_verified():
     failed = Action(Kind.UPLOAD, "fail.html", Reason.NEW, local("fail.html"), HTML, 3)
     gone = Action(Kind.DELETE, "gone.html", Reason.ORPHAN, size=3)
     plan = Plan([up, upd, red, skip, unverified, failed, gone])
-    summary = Summary(plan=plan, outcomes=[Outcome(up, True), Outcome(upd, True), Outcome(red, True),
+    summary = Summary(plan=plan, outcomes=[Outcome(up, True, etag="n1"), Outcome(upd, True, etag="u1"),
+                                           Outcome(red, True, etag="d41d8cd98f00b204e9800998ecf8427e"),
                                            Outcome(failed, False, "boom"), Outcome(gone, True)])
     remotes = {"same.png": RemoteObject("same.png", 3, "s1"), "upd.html": RemoteObject("upd.html", 3, "u0"),
                "err.png": RemoteObject("err.png", 3, "e1"), "gone.html": RemoteObject("gone.html", 3, "g1")}
     digests = {"new.html": Digest(xxh="n"), "upd.html": Digest(xxh="u"), "same.png": Digest(xxh="s")}
-    etags = {"new.html": "n1", "upd.html": "u1", "old": "d41d8cd98f00b204e9800998ecf8427e"}
-    entries = next_state(summary, remotes, digests, etags)
+    entries = next_state(summary, remotes, digests)
     assert set(entries) == {"new.html", "upd.html", "old", "same.png"}
     assert entries["new.html"] == Entry("n1", 3, "n", HTML)
     assert entries["upd.html"].etag == "u1"  # the copy's ETag, not the listed one

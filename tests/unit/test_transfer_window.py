@@ -1,7 +1,7 @@
 """The transfer stage keeps a bounded number of jobs in flight, whatever the
-number of files: uploads handed to s3transfer and header copies queued on the
-thread pool. A stand-in store counts what is outstanding; the real requests
-are covered end to end (test_sync_e2e.py, test_load_e2e.py)."""
+number of files: uploads handed to the store and header copies queued on the
+pool it is given. A stand-in store counts what is outstanding; the real
+requests are covered end to end (test_sync_e2e.py, test_load_e2e.py)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,20 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from drone_s3_sync import pipeline
-from drone_s3_sync.config import Settings
-from drone_s3_sync.model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason
+import contextlib
+
+from drone_s3_sync import transfer
+from drone_s3_sync.errors import StoreError
+from drone_s3_sync.executors import Executors
+from drone_s3_sync.model import Action, Kind, LocalFile, ObjectHeaders, Reason
 from drone_s3_sync.report import Reporter
 
 HEADERS = ObjectHeaders(content_type="text/html")
 
 
-class DoneFuture:
-    def __init__(self, error=None):
-        self.error = error
-
-    def result(self):
-        if self.error is not None:
-            raise self.error
-        return None
-
-
 class StandInStore:
     """Uploads end a moment after they start, on another thread, the way
-    s3transfer calls its subscribers' on_done."""
+    the S3 store calls `on_done` from s3transfer's threads."""
 
     def __init__(self, fail=()):
         self.lock = threading.Lock()
@@ -44,34 +37,37 @@ class StandInStore:
         self.ender = threading.Thread(target=self._end_uploads, daemon=True)
         self.ender.start()
 
-    def upload(self, path, key, headers, md5=None, subscribers=None, keep=None):
+    def upload(self, body, key, headers, md5=None, *, keep=None, on_progress=None, on_done):
         with self.lock:
             self.outstanding += 1
             self.most_outstanding = max(self.most_outstanding, self.outstanding)
-            self.ending.append((key, subscribers))
+            self.ending.append((key, on_done))
 
     def _end_uploads(self):
         while not self.stop.is_set():
             with self.lock:
                 batch, self.ending = self.ending, []
-            for key, subscribers in batch:
-                future = DoneFuture(RuntimeError(f"{key}: gone") if key in self.fail else None)
+            for key, on_done in batch:
                 with self.lock:
                     self.outstanding -= 1
                     self.uploaded.append(key)
-                for subscriber in subscribers:
-                    subscriber.on_done(future=future)
+                if key in self.fail:
+                    on_done("", StoreError(f"{key}: gone"))
+                else:
+                    on_done("etag-" + key, None)
             time.sleep(0.001)
 
     def copy_headers(self, key, headers, details, md5=None):
         with self.lock:
             self.copied.append(key)
+        return "etag"
 
     def put_redirect(self, key, headers):
         with self.lock:
             self.copied.append(key)
+        return "etag"
 
-    def shutdown(self):
+    def wait_uploads(self):
         self.stop.set()
 
 
@@ -104,37 +100,46 @@ def upload_action(i: int) -> Action:
                                                                 mtime_ns=0), headers=HEADERS, size=1)
 
 
-def make_run(store, concurrency: int = 2) -> pipeline.Run:
-    settings = Settings(bucket="b", max_concurrency=concurrency)
-    return pipeline.Run(settings, store=store, reporter=Reporter(out=io.StringIO(), err=io.StringIO(),
-                                                                 progress=False))
+class CountingExecutors(Executors):
+    """Pools that count the jobs submitted and not yet finished."""
+
+    @contextlib.contextmanager
+    def pool(self, workers, name):
+        with CountingPool(max_workers=workers, thread_name_prefix=name) as pool:
+            yield pool
+
+
+def make_writer(store, outcomes, executors=None, concurrency: int = 2) -> transfer.Writer:
+    return transfer.Writer(store, reporter=Reporter(out=io.StringIO(), err=io.StringIO(), progress=False),
+                           executors=executors or Executors(), max_concurrency=concurrency,
+                           record=outcomes.append)
 
 
 def test_uploads_are_handed_over_in_a_bounded_window():
     store = StandInStore(fail={"f/00007.html"})
-    plan = Plan([upload_action(i) for i in range(600)])
+    actions = [upload_action(i) for i in range(600)]
     outcomes = []
-    make_run(store)._transfer(plan, outcomes)
+    make_writer(store, outcomes).write(actions)
 
-    assert sorted(store.uploaded) == [a.key for a in plan.actions]
+    assert sorted(store.uploaded) == [a.key for a in actions]
     assert 1 < store.most_outstanding <= 32
-    assert pipeline.upload_window(2) == 32
+    assert transfer.upload_window(2) == 32
     assert len(outcomes) == 600
     assert [o.action.key for o in outcomes if not o.ok] == ["f/00007.html"]
     assert [o.error for o in outcomes if not o.ok] == ["f/00007.html: gone"]
+    assert {o.etag for o in outcomes if o.ok} == {"etag-" + a.key for a in actions if a.key != "f/00007.html"}
 
 
 def test_header_copies_are_queued_in_a_bounded_window(monkeypatch):
-    monkeypatch.setattr(pipeline, "WINDOW", 16)
-    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", CountingPool)
+    monkeypatch.setattr(transfer, "WINDOW", 16)
     CountingPool.most_outstanding = 0
     store = StandInStore()
     actions = [Action(Kind.UPDATE, f"c/{i:05d}.html", Reason.HEADERS, headers=HEADERS) for i in range(300)]
     actions += [Action(Kind.REDIRECT, f"r/{i}", Reason.NEW, headers=ObjectHeaders("text/html", redirect="/x"))
                 for i in range(20)]
     outcomes = []
-    make_run(store)._transfer(Plan(actions), outcomes)
-    store.shutdown()
+    make_writer(store, outcomes, CountingExecutors()).write(actions)
+    store.wait_uploads()
 
     assert sorted(store.copied) == sorted(a.key for a in actions)
     assert len(outcomes) == 320 and all(o.ok for o in outcomes)

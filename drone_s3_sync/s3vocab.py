@@ -1,0 +1,54 @@
+"""S3's vocabulary and limits, as plain values: canned ACLs, storage classes,
+server-side encryptions, part sizes. Imports nothing of the project, so that
+every module (settings included) can use it."""
+
+from __future__ import annotations
+
+MiB, GiB = 1 << 20, 1 << 30
+MIN_PART, MAX_PART = 5 * MiB, 5 * GiB  # S3's limits for a part (and for a single PutObject)
+# AWS advises multipart uploads from 100 MB: below that one PutObject is one
+# request instead of a handful, and the ETag is the file's MD5. 16 MiB parts keep
+# a 100 MiB file in 7 parallel requests.
+MULTIPART_THRESHOLD = 100 * MiB
+PART_SIZE = 16 * MiB
+COPY_LIMIT = 5 * GiB  # CopyObject's largest source object
+
+CANNED_ACLS = (
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+)
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+# Storage classes whose objects CopyObject cannot read until they are restored:
+# their headers are changed by uploading the bytes again.
+ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+ENCRYPTIONS = ("AES256", "aws:kms", "aws:kms:dsse")
+KMS_ENCRYPTIONS = ("aws:kms", "aws:kms:dsse")
+MAX_PARTS = 10_000  # parts of one multipart upload
+
+
+def adjusted_part_size(part_size: int, size: int) -> int:
+    """The part size an upload of `size` bytes really uses with `part_size`
+    configured: doubled until the object fits in MAX_PARTS parts, then kept
+    within S3's part limits (what s3transfer does; a unit test holds the two
+    in step)."""
+    chunk = part_size
+    while -(-size // chunk) > MAX_PARTS:
+        chunk *= 2
+    return min(max(chunk, MIN_PART), MAX_PART)

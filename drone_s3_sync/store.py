@@ -1,0 +1,57 @@
+"""The boundary to S3: what the stages may ask of a bucket.
+
+`remote.S3Store` implements it with boto3 and s3transfer; the tests' in-memory
+store implements it too. Every method returns project types and raises
+`StoreError` for a failed request (`RemoteError` from `list`, which the whole
+run depends on); nothing of the SDK crosses this boundary.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Callable, Dict, List, Optional, Protocol, Tuple, Union
+
+from .model import ObjectHeaders, RemoteDetails, RemoteObject
+
+# Called once when an upload has ended: (the ETag S3 returned, None) or ("", the
+# error): a StoreError, or an OSError when the local file could not be read.
+UploadDone = Callable[[str, Optional[BaseException]], None]
+Body = Union[str, IO[bytes]]  # a file's path, or a seekable file object (a compressed body)
+
+
+class RemoteStore(Protocol):
+    bucket: str
+
+    def list(self, prefix: str) -> Dict[str, RemoteObject]:
+        """Every object under `prefix`. Raises RemoteError: nothing can go on without it."""
+
+    def details(self, key: str, with_acl: bool = True) -> RemoteDetails:
+        """Headers, ACL and encryption of one object (HeadObject + GetObjectAcl)."""
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def put_bytes(self, key: str, body: bytes, content_type: str,
+                  headers: Optional[ObjectHeaders] = None) -> str:
+        """A small object of the tool's own; returns its ETag."""
+
+    def put_redirect(self, key: str, headers: ObjectHeaders) -> str:
+        """A zero-byte object with a website redirect; returns its ETag."""
+
+    def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
+                     md5: Optional[str] = None) -> str:
+        """Rewrites an object's headers in place; returns the ETag of the copy."""
+
+    def upload(self, body: Body, key: str, headers: ObjectHeaders, md5: Optional[str] = None, *,
+               keep: Optional[RemoteDetails] = None, on_progress: Optional[Callable[[int], None]] = None,
+               on_done: UploadDone) -> None:
+        """Starts an upload and returns; `on_done` is called once when it ends,
+        on any thread. Raises at once only for arguments it cannot take."""
+
+    def wait_uploads(self) -> None:
+        """Returns when every upload started has ended."""
+
+    def stop_uploads(self, reason: BaseException, wait: float) -> List[Tuple[str, str]]:
+        """Cancels unfinished uploads, aborting their multipart uploads;
+        (key, reason) of each that could not be aborted."""
+
+    def delete(self, keys: List[str]) -> List[Tuple[str, str]]:
+        """Deletes `keys`; (key, reason) of each that failed."""

@@ -1,0 +1,1 @@
+"""Test support shared by the tiers: the in-memory store (functional tier)."""
