@@ -124,11 +124,15 @@ class Action:
         return self.kind is not Kind.SKIP
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """Every key the run looked at, each in exactly one action, sorted by key."""
+    """Every key the run looked at, each in exactly one action, sorted by key.
+    Immutable: a stage that changes what is to be done makes a new plan."""
 
-    actions: List[Action] = field(default_factory=list)
+    actions: Tuple[Action, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actions", tuple(self.actions))
 
     def of(self, *kinds: Kind) -> List[Action]:
         return [a for a in self.actions if a.kind in kinds]

@@ -359,7 +359,7 @@ def test_redirect_wins_over_a_local_file_with_the_same_key() -> None:
 def test_no_deletes_unless_delete_is_on() -> None:
     remotes = {"gone.html": remote("gone.html")}
     plan = diff.make_plan([], remotes, {}, {}, make())
-    assert plan.actions == []
+    assert plan.actions == ()
     plan = diff.make_plan([], remotes, {}, {}, make(delete=True))
     a = only(plan, "gone.html")
     assert (a.kind, a.reason) == (Kind.DELETE, Reason.ORPHAN)
@@ -397,7 +397,7 @@ def test_never_deletes_what_exists_locally_but_was_not_synced() -> None:
     plan = diff.make_plan([], remotes, {}, {}, s, kept_keys={"site/locked.txt"}, kept_prefixes=["site/private/"])
     assert [(a.key, a.kind) for a in plan.actions] == [("site/orphan", Kind.DELETE), ("site/privateer.txt", Kind.DELETE)]
     # the source folder itself unreadable: the target prefix is kept whole
-    assert diff.make_plan([], remotes, {}, {}, s, kept_prefixes=["site/"]).actions == []
+    assert diff.make_plan([], remotes, {}, {}, s, kept_prefixes=["site/"]).actions == ()
 
 
 def test_never_deletes_a_redirect_object() -> None:
