@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .config import Settings
+from .keys import STATE_NAME
 from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .rules import HeaderRules, Selection
@@ -233,6 +234,8 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
                 continue  # its local file exists but was not synced
             if key in details and details[key].headers.redirect:
                 continue  # redirects are never deleted
+            if key.endswith(STATE_NAME):
+                continue  # the state of a deployment nested under this target: that one's own
             actions.append(Action(Kind.DELETE, key, Reason.ORPHAN, size=remote.size))
     actions.sort(key=lambda a: a.key.encode("utf-8"))
     return Plan(actions)

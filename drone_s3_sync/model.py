@@ -33,6 +33,9 @@ class RemoteObject:
     size: int
     etag: str  # without quotes, lower case
     storage_class: str = "STANDARD"  # as listed; S3 lists every object's class
+    # When it was last written, by the server's clock, to the second, as
+    # "YYYY-MM-DDTHH:MM:SS" (UTC; compares as text); "" when the server did not say.
+    modified: str = ""
 
 
 @dataclass(frozen=True, **SLOTS)

@@ -134,21 +134,20 @@ class Run:
         scanned, listing = self.scan_and_list()
         # include/exclude: objects of paths they leave out are not this run's to
         # compare or delete (scan left out their files the same way).
-        listing = statefile.Listing(diff.selected_remotes(listing.remotes, settings, self.selection),
-                                    listing.exists, listing.entries, listing.unread)
+        remotes = diff.selected_remotes(listing.remotes, settings, self.selection)
         # `verify` plans as if there were no state, but the state read is still
         # compared with the new one, so an unchanged state is not written again.
         state = {} if settings.verify else listing.entries
         log.debug("%d local files, %d remote objects under %r, %d state entries",
-                  len(scanned.files), len(listing.remotes), settings.target, len(state))
+                  len(scanned.files), len(remotes), settings.target, len(state))
 
         summary.stage = Stage.PLAN
         cache = CompressedCache() if settings.compress and not settings.dry_run else None
         with self.timed("hash"):
-            evidence = gather(scanned.files, listing.remotes, state, settings=settings, rules=self.rules,
+            evidence = gather(scanned.files, remotes, state, settings=settings, rules=self.rules,
                               store=self.store, executors=self.executors, cache=cache)
         with self.timed("plan"):
-            plan = diff.make_plan(scanned.files, listing.remotes, evidence.digests, evidence.details, settings,
+            plan = diff.make_plan(scanned.files, remotes, evidence.digests, evidence.details, settings,
                                   self.rules, state, kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
             plan, problems = settle_unreadable(plan, evidence, scanned)
             for key in sorted(evidence.read_errors):
@@ -156,7 +155,7 @@ class Run:
             summary.plan = plan
             summary.errors.extend(problems)
             refusal = guards.refusal(plan, settings, local_files=len(scanned.files),
-                                     remote_objects=len(listing.remotes))
+                                     remote_objects=len(remotes))
         if settings.dry_run:
             self.show_plan(plan, refusal)
         else:
@@ -177,7 +176,9 @@ class Run:
         with self.executors.pool(1, "list") as lister:
             def listed():
                 with self.timed("list"):
-                    return statefile.load(self.store, settings.target, use_state=settings.state)
+                    listed = statefile.load(self.store, settings.bucket, settings.target, use_state=settings.state,
+                                            warn=self.reporter.warn)
+                return listed
             listing = lister.submit(listed)
             try:
                 with self.timed("scan"):
@@ -230,7 +231,7 @@ class Run:
               cache: Optional[CompressedCache]) -> None:
         settings, summary = self.settings, self.summary
         with self.timed("state"):
-            stored = statefile.retire(plan, listing, store=self.store, target=settings.target,
+            stored = statefile.retire(plan, listing, store=self.store, bucket=settings.bucket, target=settings.target,
                                       use_state=settings.state, rules=self.rules)
         summary.stage = Stage.TRANSFER
         with self.timed("transfer"):
@@ -247,7 +248,8 @@ class Run:
             with self.timed("state"):
                 uploaded = [o.action.local for o in summary.outcomes if o.ok and o.action.kind is Kind.UPLOAD]
                 statefile.save(summary, listing, state_digests(uploaded, evidence, self.executors), stored,
-                               store=self.store, target=settings.target, rules=self.rules, warn=self.reporter.warn)
+                               store=self.store, bucket=settings.bucket, target=settings.target, rules=self.rules,
+                               warn=self.reporter.warn)
         with self.timed("invalidate"):
             self.invalidate()
 

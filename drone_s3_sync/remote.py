@@ -6,6 +6,7 @@ import base64
 import binascii
 import logging
 import threading
+from datetime import timezone
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
@@ -20,16 +21,14 @@ from .config import Settings, http_date
 from .credentials import make_session
 from .errors import ConfigError, RemoteError, StoreError, error_code, error_text
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
-from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS
+from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS, canned_acl
 from .store import Body, UploadDone
 
 log = logging.getLogger("drone_s3_sync")
 
 MD5_METADATA = "md5chksum"  # base64 MD5, the name rclone uses, for objects whose ETag is not an MD5
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 DELETE_BATCH = 1000
-_LISTED = "DroneS3SyncListed"  # where _take_listing leaves a page's (key, size, etag, storage class) rows
+_LISTED = "DroneS3SyncListed"  # where _take_listing leaves a page's (key, size, etag, class, modified) rows
 STANDARD = "STANDARD"
 
 
@@ -71,27 +70,6 @@ def s3_client(session: boto3.session.Session, settings: Settings):
     if settings.endpoint:
         kwargs["endpoint_url"] = settings.endpoint
     return session.client("s3", **kwargs)
-
-
-def canned_acl(owner_id: Optional[str], grants: Iterable[dict]) -> str:
-    """The canned ACL a grant list corresponds to, or "custom"."""
-    others = set()
-    for grant in grants:
-        grantee, permission = grant.get("Grantee", {}), grant.get("Permission")
-        if grantee.get("Type") == "CanonicalUser" and grantee.get("ID") == owner_id and permission == "FULL_CONTROL":
-            continue
-        if grantee.get("Type") == "Group":
-            others.add((grantee.get("URI"), permission))
-        else:
-            others.add(("account", permission))
-    return {
-        frozenset(): "private",
-        frozenset({(ALL_USERS, "READ")}): "public-read",
-        frozenset({(ALL_USERS, "READ"), (ALL_USERS, "WRITE")}): "public-read-write",
-        frozenset({(AUTH_USERS, "READ")}): "authenticated-read",
-        frozenset({("account", "READ")}): "bucket-owner-read",
-        frozenset({("account", "FULL_CONTROL")}): "bucket-owner-full-control",
-    }.get(frozenset(others), "custom")
 
 
 def _md5_from_metadata(value: Optional[str]) -> Optional[str]:
@@ -141,11 +119,19 @@ def _take_listing(response_dict, customized_response_dict, **kwargs):
             return
         rows.append((unquote_plus(key) if url_encoded else key, int(item.findtext(ns + "Size") or 0),
                      (item.findtext(ns + "ETag") or "").strip('"').lower(),
-                     storage_class(item.findtext(ns + "StorageClass"))))
+                     storage_class(item.findtext(ns + "StorageClass")), listed_time(item.findtext(ns + "LastModified"))))
     for item in contents:
         root.remove(item)
     response_dict["body"] = ElementTree.tostring(root)
     customized_response_dict[_LISTED] = rows
+
+
+def listed_time(text: Optional[str]) -> str:
+    """A listing's LastModified ("2026-12-04T03:47:21.000Z") to the second, as
+    RemoteObject.modified keeps it; "" when it is not in that form."""
+    if not text or len(text) < 19 or text[10] != "T":
+        return ""
+    return text[:19]
 
 
 def _expires(head: dict) -> Optional[str]:
@@ -245,12 +231,15 @@ class S3Store:
             # itself (botocore decodes only when it set the parameter on its own).
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, EncodingType="url",
                                            PaginationConfig={"PageSize": 1000}):
-                for key, size, etag, listed_class in page.get(_LISTED, ()):
-                    objects[key] = RemoteObject(key, size, etag, listed_class)
+                for key, size, etag, listed_class, modified in page.get(_LISTED, ()):
+                    objects[key] = RemoteObject(key, size, etag, listed_class, modified)
                 for item in page.get("Contents", ()):  # a page _take_listing left to botocore
                     key = unquote_plus(item["Key"]) if page.get("EncodingType") == "url" else item["Key"]
+                    modified = item.get("LastModified")
                     objects[key] = RemoteObject(key, item["Size"], item.get("ETag", "").strip('"').lower(),
-                                                storage_class(item.get("StorageClass")))
+                                                storage_class(item.get("StorageClass")),
+                                                listed_time(modified.astimezone(timezone.utc).isoformat())
+                                                if modified is not None else "")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             cause = {

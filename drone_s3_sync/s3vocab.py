@@ -4,6 +4,8 @@ every module (settings included) can use it."""
 
 from __future__ import annotations
 
+from typing import Iterable, Optional
+
 MiB, GiB = 1 << 20, 1 << 30
 MIN_PART, MAX_PART = 5 * MiB, 5 * GiB  # S3's limits for a part (and for a single PutObject)
 # AWS advises multipart uploads from 100 MB: below that one PutObject is one
@@ -52,3 +54,28 @@ def adjusted_part_size(part_size: int, size: int) -> int:
     while -(-size // chunk) > MAX_PARTS:
         chunk *= 2
     return min(max(chunk, MIN_PART), MAX_PART)
+
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+
+
+def canned_acl(owner_id: Optional[str], grants: Iterable[dict]) -> str:
+    """The canned ACL a grant list corresponds to, or "custom"."""
+    others = set()
+    for grant in grants:
+        grantee, permission = grant.get("Grantee", {}), grant.get("Permission")
+        if grantee.get("Type") == "CanonicalUser" and grantee.get("ID") == owner_id and permission == "FULL_CONTROL":
+            continue
+        if grantee.get("Type") == "Group":
+            others.add((grantee.get("URI"), permission))
+        else:
+            others.add(("account", permission))
+    return {
+        frozenset(): "private",
+        frozenset({(ALL_USERS, "READ")}): "public-read",
+        frozenset({(ALL_USERS, "READ"), (ALL_USERS, "WRITE")}): "public-read-write",
+        frozenset({(AUTH_USERS, "READ")}): "authenticated-read",
+        frozenset({("account", "READ")}): "bucket-owner-read",
+        frozenset({("account", "FULL_CONTROL")}): "bucket-owner-full-control",
+    }.get(frozenset(others), "custom")

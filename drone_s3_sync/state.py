@@ -1,17 +1,16 @@
 """The state object: what each object was given, so that a run with nothing to
 do needs no request per object.
 
-After each run that changed something, one small object next to the files,
-`<target>.drone-s3-sync-state.json.gz`, records for every key the ETag and size
-S3 reported, an xxh3-128 digest of the local bytes (for a file the `compress`
-setting compresses: of the source file, prefixed with the encoding, as in
-"br:<xxh3>"; the ETag and size are those of the compressed object), and the
-headers and ACL the object was written with. A later run trusts an entry only while the
-listing still shows the same ETag and size: any change by another tool
-changes the ETag, so that object falls back to HeadObject + MD5. What an entry
-cannot see is a change that keeps the ETag: headers or ACL rewritten by another
-tool in place. `verify: true` ignores the state for one run and checks every
-object against S3.
+After each run that wrote something, one small object next to the files,
+`<target>.drone-s3-sync-state.json.gz`, records the bucket and target it
+describes and, for every key, the ETag and size S3 reported, an xxh3-128
+digest of the local bytes (for a file the `compress` setting compresses: of
+the source file, prefixed with the encoding, as in "br:<xxh3>"; the ETag and
+size are those of the compressed object), and the headers and ACL the object
+was written with. A later run trusts an entry only while the listing shows the
+same ETag and size and the object not written after the state object (see
+statefile.py): any write by another tool sends that object down the full check
+(HeadObject, GetObjectAcl, MD5).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Set, TYPE_CHECKING
+from typing import Dict, Mapping, Optional, Set, Tuple, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .digest import Digest
@@ -69,8 +68,10 @@ def _headers_of(row: list) -> ObjectHeaders:
                          metadata=tuple((str(k), str(v)) for k, v in row[3]), acl=row[4], redirect=row[5], **later)
 
 
-def encode(entries: Mapping[str, Entry]) -> bytes:
-    """Deterministic bytes: the same entries always give the same object."""
+def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None) -> bytes:
+    """Deterministic bytes: the same entries always give the same object.
+    `owner`: the (bucket, target) the state describes, recorded so that a state
+    object copied to another bucket or target is not trusted there."""
     rows, index = [], {}
     objects = {}
     for key in sorted(entries):
@@ -81,23 +82,34 @@ def encode(entries: Mapping[str, Entry]) -> bytes:
             rows.append(_headers_row(entry.headers))
         objects[key] = [entry.etag, entry.size, entry.xxh, index[row]]
     document = {"format": FORMAT, "tool": "drone-s3-sync", "headers": rows, "objects": objects}
+    if owner is not None:
+        document["bucket"], document["target"] = owner
     raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
 def decode(data: bytes) -> Dict[str, Entry]:
     """Entries from a state object; an unreadable one is treated as absent."""
+    return read(data)[0]
+
+
+def read(data: bytes) -> Tuple[Dict[str, Entry], Optional[Tuple[str, str]]]:
+    """Entries from a state object and the (bucket, target) it was written for
+    (None when it does not say: written by an earlier release)."""
     try:
         document = json.loads(gzip.decompress(data).decode("utf-8"))
         if document.get("format") != FORMAT:
             log.warning("state object has format %r; ignoring it", document.get("format"))
-            return {}
+            return {}, None
         headers = [_headers_of(row) for row in document["headers"]]
+        owner = None
+        if isinstance(document.get("bucket"), str) and isinstance(document.get("target"), str):
+            owner = (document["bucket"], document["target"])
         return {key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
-                for key, v in document["objects"].items()}
+                for key, v in document["objects"].items()}, owner
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
-        return {}
+        return {}, None
 
 
 def entries_at_risk(plan: Plan, stored: Mapping[str, Entry], remotes: Mapping[str, RemoteObject]) -> Set[str]:

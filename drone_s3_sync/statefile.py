@@ -1,17 +1,28 @@
 """The state stages: read the listing with the state object, retire the entries
 a run's writes would turn into lies before it writes, and record the new state
-after it. What an entry is and how the object is encoded is in state.py."""
+after it. What an entry is and how the object is encoded is in state.py.
+
+An entry vouches for an object only while the listing proves it is the object
+the entry was written for: the same ETag and size, and not written after the
+state object (both times from the server's clock, which S3 keeps to the
+second). A run records the state after its last write, so its own objects are
+never newer than the state; any later write by anyone (a copy, a re-upload of
+the same bytes with other headers, an edit in the console) makes the object
+newer than the state, and that object is checked with S3 again. What the
+second's resolution cannot show is a write by another tool within the very
+second the state was written.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping
+from typing import AbstractSet, Callable, Dict, Mapping, Optional
 
 from .errors import RemoteError, StoreError
 from .model import Kind, Plan, RemoteObject, Summary
 from .rules import HeaderRules
-from .state import STATE_NAME, Entry, decode, encode, entries_at_risk, next_state, state_key
+from .state import STATE_NAME, Entry, encode, entries_at_risk, next_state, read, state_key
 from .store import RemoteStore
 
 log = logging.getLogger("drone_s3_sync")
@@ -20,27 +31,47 @@ log = logging.getLogger("drone_s3_sync")
 @dataclass(frozen=True)
 class Listing:
     """The objects under the target (the state object left out), whether a
-    state object exists, and its entries. `unread`: it exists but could not be
-    read, so any of its entries may be at risk."""
+    state object exists, and the entries that vouch for their objects.
+    `unread`: it exists but could not be read, so any of its entries may be at
+    risk. `refresh`: entries were left out because their objects changed after
+    the state was written, or the state belongs elsewhere: it must be written
+    again even if this run's entries come out the same."""
 
     remotes: Dict[str, RemoteObject]
     exists: bool = False
     entries: Mapping[str, Entry] = field(default_factory=dict)
     unread: bool = False
+    refresh: bool = False
 
 
-def load(store: RemoteStore, target: str, *, use_state: bool) -> Listing:
-    """The listing under `target` and the state object's entries."""
+def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
+         warn: Callable[[str], None] = log.warning) -> Listing:
+    """The listing under `target` and the state object's trustworthy entries."""
     remotes = store.list(target)
     key = state_key(target)
-    exists = remotes.pop(key, None) is not None
-    if not exists or not use_state:
-        return Listing(remotes, exists)
+    stored = remotes.pop(key, None)
+    if stored is None or not use_state:
+        return Listing(remotes, stored is not None)
     try:
-        return Listing(remotes, True, decode(store.get_bytes(key)))
+        entries, owner = read(store.get_bytes(key))
     except StoreError as exc:
         log.warning("cannot read the state object %s (%s); checking every object instead", key, exc)
         return Listing(remotes, True, {}, unread=True)
+    if owner is not None and owner != (bucket, target):
+        warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
+             "(copied from another deployment?); it is ignored and every object is checked with S3")
+        return Listing(remotes, True, {}, refresh=True)
+    trusted = {k: e for k, e in entries.items() if not written_after(remotes.get(k), stored)}
+    if len(trusted) < len(entries):
+        log.debug("state: %d object(s) written after the state object are checked with S3",
+                  len(entries) - len(trusted))
+    return Listing(remotes, True, trusted, refresh=len(trusted) < len(entries))
+
+
+def written_after(remote: Optional[RemoteObject], state: RemoteObject) -> bool:
+    """True when the listing shows `remote` written in a later second than the
+    state object. A server that gives no times cannot tell: False."""
+    return remote is not None and bool(remote.modified and state.modified) and remote.modified > state.modified
 
 
 def _headers(rules: HeaderRules):
@@ -48,7 +79,7 @@ def _headers(rules: HeaderRules):
     return rules.headers_for(STATE_NAME)
 
 
-def retire(plan: Plan, listing: Listing, *, store: RemoteStore, target: str, use_state: bool,
+def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, target: str, use_state: bool,
            rules: HeaderRules) -> Mapping[str, Entry]:
     """Before writing, make sure the state object can never vouch for old headers.
 
@@ -78,7 +109,7 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, target: str, use
         return stored
     kept = {k: e for k, e in stored.items() if k not in at_risk}
     try:
-        store.put_bytes(key, encode(kept), "application/gzip", _headers(rules))
+        store.put_bytes(key, encode(kept, (bucket, target)), "application/gzip", _headers(rules))
     except StoreError as exc:
         raise RemoteError(f"cannot update the state object {key} before writing objects it describes "
                           f"({exc}); nothing was changed") from None
@@ -86,15 +117,25 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, target: str, use
 
 
 def save(summary: Summary, listing: Listing, digests, old: Mapping[str, Entry], *, store: RemoteStore,
-         target: str, rules: HeaderRules, warn: Callable[[str], None]) -> None:
-    """Record what every object now is; written only when that changed. A
-    failed write is a warning: the sync itself succeeded, and the next run
-    checks the objects with S3 instead."""
+         bucket: str, target: str, rules: HeaderRules, warn: Callable[[str], None]) -> None:
+    """Record what every object now is; written when that changed, when the
+    state must be refreshed, or when the run wrote any object (so that the
+    state is never older than an object it vouches for). Entries of
+    keys this run did not plan (outside its include/exclude, say) are kept
+    while the listing still vouches for them. A failed write is a warning:
+    the sync itself succeeded, and the next run checks the objects with S3."""
     entries = next_state(summary, listing.remotes, digests)
-    if entries == dict(old):
+    entries.update(kept_entries(listing, {a.key for a in summary.plan.actions}))
+    wrote = any(o.ok and o.action.kind is not Kind.DELETE for o in summary.outcomes)
+    if entries == dict(old) and not listing.refresh and not wrote:
         return
     key = state_key(target)
     try:
-        store.put_bytes(key, encode(entries), "application/gzip", _headers(rules))
+        store.put_bytes(key, encode(entries, (bucket, target)), "application/gzip", _headers(rules))
     except StoreError as exc:
         warn(f"cannot write the state object {key}: {exc}")
+
+
+def kept_entries(listing: Listing, planned: AbstractSet[str]) -> Dict[str, Entry]:
+    """Entries of keys the run did not plan that the listing still vouches for."""
+    return {k: e for k, e in listing.entries.items() if k not in planned and e.describes(listing.remotes.get(k))}

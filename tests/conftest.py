@@ -462,6 +462,22 @@ class RecordingMotoServer:
             with self._lock:
                 self._paused -= 1
 
+    @contextlib.contextmanager
+    def clock_ahead(self, seconds: float) -> Iterator[None]:
+        """Objects written in the block are stamped `seconds` later than now:
+        moves the server's clock forward instead of sleeping (S3 keeps times
+        to the second)."""
+        import datetime
+
+        import moto.s3.models as models
+
+        real = models.utcnow
+        models.utcnow = lambda: real() + datetime.timedelta(seconds=seconds)
+        try:
+            yield
+        finally:
+            models.utcnow = real
+
     def ops(self, bucket: Optional[str] = None) -> "collections.Counter[str]":
         return collections.Counter(r.op for r in self.requests if bucket is None or r.bucket == bucket)
 

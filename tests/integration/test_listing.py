@@ -74,18 +74,20 @@ def page(contents: str, encoding: str = "url") -> dict:
     return {"status_code": 200, "body": body.encode("utf-8"), "headers": {}}
 
 
-def item(key: str, size: int = 1, etag: str = '"ABC"', storage_class: str = "") -> str:
+def item(key: str, size: int = 1, etag: str = '"ABC"', storage_class: str = "",
+         modified: str = "2026-12-04T03:47:21.000Z") -> str:
     stored = f"<StorageClass>{storage_class}</StorageClass>" if storage_class else ""
-    return (f"<Contents><Key>{key}</Key><Size>{size}</Size><ETag>{etag.replace(chr(34), '&quot;')}</ETag>"
-            f"{stored}</Contents>")
+    return (f"<Contents><Key>{key}</Key><LastModified>{modified}</LastModified><Size>{size}</Size>"
+            f"<ETag>{etag.replace(chr(34), '&quot;')}</ETag>{stored}</Contents>")
 
 
 def test_rows_are_taken_and_the_rest_is_left_for_botocore():
-    response = page(item("a%20b+c%2Bd.txt", 5) + item("x", 0, '"0123-2"', "GLACIER_IR"))
+    response = page(item("a%20b+c%2Bd.txt", 5) + item("x", 0, '"0123-2"', "GLACIER_IR", modified="garbage"))
     custom = {}
     _take_listing(response_dict=response, customized_response_dict=custom)
-    # No StorageClass element: STANDARD, as S3 means it.
-    assert custom[_LISTED] == [("a b c+d.txt", 5, "abc", "STANDARD"), ("x", 0, "0123-2", "GLACIER_IR")]
+    # No StorageClass element: STANDARD, as S3 means it. LastModified to the second; "" if not understood.
+    assert custom[_LISTED] == [("a b c+d.txt", 5, "abc", "STANDARD", "2026-12-04T03:47:21"),
+                               ("x", 0, "0123-2", "GLACIER_IR", "")]
     root = ElementTree.fromstring(response["body"])
     assert root.findall(f"{{{NS}}}Contents") == []
     assert root.findtext(f"{{{NS}}}NextContinuationToken") == "tok"
@@ -95,7 +97,7 @@ def test_keys_are_not_decoded_without_url_encoding():
     response = page(item("a%20b+c"), encoding="")
     custom = {}
     _take_listing(response_dict=response, customized_response_dict=custom)
-    assert custom[_LISTED] == [("a%20b+c", 1, "abc", "STANDARD")]
+    assert custom[_LISTED] == [("a%20b+c", 1, "abc", "STANDARD", "2026-12-04T03:47:21")]
 
 
 @pytest.mark.parametrize("response", [

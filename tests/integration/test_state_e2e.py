@@ -17,8 +17,9 @@ through request counts:
   in a dry run; a run that rewrites objects in place (same ETag) that have an
   entry first writes it without those entries, so a run that dies halfway
   leaves no entry vouching for the old headers;
-* a change by another tool that changes the ETag is detected; one that keeps the
-  ETag (headers rewritten in place) is not, until `verify: true`;
+* a change by another tool is detected: one that changes the ETag by it, one
+  that keeps it (headers rewritten in place) because the listing shows the
+  object written after the state object;
 * a corrupt or missing state object only costs the old per-object requests,
   and is rewritten; `state: false` is the old behaviour, except that a run that
   writes deletes the (then outdated) state object first;
@@ -296,11 +297,12 @@ def test_object_overwritten_by_another_tool_is_detected_by_its_etag(s3_server, s
     proc = ok(run_sync(env, cwd=src))
     # Only that key falls back to HeadObject (+ ACL); all the others stay vouched for.
     assert ops(s3_server, bucket) == collections.Counter({
-        "ListObjectsV2": 1, "GetObject": 1, "HeadObject": 1, "GetObjectAcl": 1, "PutObject": 1})
+        "ListObjectsV2": 1, "GetObject": 1, "HeadObject": 1, "GetObjectAcl": 1, "PutObject": 2})
     assert keys_of(s3_server.requests, "HeadObject") == ["site/b.txt"]
     # The upload puts back exactly the object the state recorded (same bytes, same
-    # ETag, same headers): the state is unchanged, so it is not written again.
-    assert writes(s3_server, bucket) == [("PutObject", "site/b.txt")]
+    # ETag, same headers): the same state is written again after it, so that it
+    # is not older than an object it vouches for.
+    assert writes(s3_server, bucket) == [("PutObject", "site/b.txt"), ("PutObject", state_key("site/"))]
     assert action_map(proc.stdout) == {"site/b.txt": ("upload", "content changed, 4 B")}
     with s3_server.paused():
         assert s3.get_object(Bucket=bucket, Key="site/b.txt")["Body"].read() == b"bbbb"
@@ -318,46 +320,60 @@ def test_object_overwritten_by_another_tool_is_detected_by_its_etag(s3_server, s
     s3_server.reset()
     proc = ok(run_sync(env, cwd=src))
     assert action_map(proc.stdout) == {"site/a.txt": ("upload", "new, 4 B")}
-    assert writes(s3_server, bucket) == [("PutObject", "site/a.txt")]  # the same object again: same state
+    assert writes(s3_server, bucket) == [("PutObject", "site/a.txt"), ("PutObject", state_key("site/"))]
     assert ops(s3_server, bucket)["HeadObject"] == 0
     assert_state_matches_bucket(s3, s3_server, bucket, "site/", SMALL_KEYS)
 
 
-def test_headers_changed_in_place_need_verify(s3_server, s3, bucket, make_tree, run_sync):
-    src, env = small_site(make_tree, s3_server, run_sync, bucket)
-    key = "site/index.html"
-    with s3_server.paused():
-        etag_before = listing(s3, bucket)[key]
-        current = s3.head_object(Bucket=bucket, Key=key)
-        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-                       MetadataDirective="REPLACE", ContentType=current["ContentType"], CacheControl="no-store")
-        # Same bytes, single part: the ETag (the MD5) and size do not change.
-        assert listing(s3, bucket)[key] == etag_before
+def edit_in_place(s3, bucket: str, key: str, **headers: Any) -> None:
+    """What `aws s3 cp --metadata-directive REPLACE` or the console does."""
+    etag_before = listing(s3, bucket)[key]
+    current = s3.head_object(Bucket=bucket, Key=key)
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                   MetadataDirective="REPLACE", ContentType=current["ContentType"], **headers)
+    # Same bytes, single part: the ETag (the MD5) and size do not change.
+    assert listing(s3, bucket)[key] == etag_before
 
-    # The known limit: the listing shows the object the state recorded, so a
-    # normal run trusts the recorded headers and does not see the change.
+
+def test_headers_changed_in_place_are_restored_by_the_next_run(s3_server, s3, bucket, make_tree, run_sync):
+    src, env = small_site(make_tree, s3_server, run_sync, bucket)
+    key, public = "site/index.html", "site/a.txt"
+    with s3_server.paused(), s3_server.clock_ahead(5):
+        edit_in_place(s3, bucket, key, CacheControl="no-store")
+        edit_in_place(s3, bucket, public, ACL="public-read")  # made public by hand
+
+    # The listing shows both written after the state object: checked with S3
+    # (HEAD + ACL for those two only) and restored, without `verify`.
+    s3_server.reset()
     proc = ok(run_sync(env, cwd=src))
-    assert_only_list_and_state(s3_server, bucket, "site/")
-    assert action_map(proc.stdout) == {}
+    got = ops(s3_server, bucket)
+    assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "GetObjectAcl": 2,
+                                       "CopyObject": 2, "PutObject": 1}), got
+    assert sorted(keys_of(s3_server.requests, "HeadObject")) == sorted([key, public])
+    assert action_map(proc.stdout) == {key: ("update", "headers changed: cache_control"),
+                                       public: ("update", "acl changed: acl")}
     with s3_server.paused():
-        assert s3.head_object(Bucket=bucket, Key=key)["CacheControl"] == "no-store"
+        assert s3.head_object(Bucket=bucket, Key=key)["CacheControl"] == "public, max-age=60"
+        grants = s3.get_object_acl(Bucket=bucket, Key=public)["Grants"]
+        assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]
+    s3_server.reset()
+    ok(run_sync(env, cwd=src))
+    assert_only_list_and_state(s3_server, bucket, "site/")
+    with s3_server.paused(), s3_server.clock_ahead(10):
+        edit_in_place(s3, bucket, key, CacheControl="no-store")
+        saved = state_body(s3, bucket, state_key("site/"))
 
     # verify: true ignores the state for one run: HEAD + ACL for every same-size
-    # object (6 files + the redirect), one copy restores the header. The stored
-    # state (still read once) has an entry for the copied key: it is written
-    # without that entry before the copy, then the final state, the same as before
-    # the drift, is written again last.
-    with s3_server.paused():
-        saved = state_body(s3, bucket, state_key("site/"))
+    # object (6 files + the redirect), one copy restores the header, and the
+    # state, the same as before the drift, is written again last.
     s3_server.reset()
     proc = ok(run_sync(dict(env, PLUGIN_VERIFY="true"), cwd=src))
     got = ops(s3_server, bucket)
     assert got == collections.Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 7, "GetObjectAcl": 7,
-                                       "CopyObject": 1, "PutObject": 2}), got
+                                       "CopyObject": 1, "PutObject": 1}), got
     assert keys_of(s3_server.requests, "HeadObject") == SMALL_KEYS
     assert keys_of(s3_server.requests, "GetObject") == [state_key("site/")]
-    assert writes(s3_server, bucket) == [
-        ("PutObject", state_key("site/")), ("CopyObject", key), ("PutObject", state_key("site/"))]
+    assert writes(s3_server, bucket) == [("CopyObject", key), ("PutObject", state_key("site/"))]
     assert action_map(proc.stdout) == {key: ("update", "headers changed: cache_control")}
     with s3_server.paused():
         assert s3.head_object(Bucket=bucket, Key=key)["CacheControl"] == "public, max-age=60"

@@ -11,6 +11,7 @@ Uploads end inside `upload` (serial): `on_done` is called before it returns.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple
@@ -26,6 +27,7 @@ class StoredObject:
     body: bytes
     headers: ObjectHeaders
     etag: str
+    modified: int  # the store's clock when it was written
     md5_metadata: Optional[str] = None  # hex MD5 recorded in metadata
 
     @property
@@ -37,6 +39,7 @@ class MemoryStore:
     def __init__(self, bucket: str = "bucket"):
         self.bucket = bucket
         self.objects: Dict[str, StoredObject] = {}
+        self.now = 1_780_000_000  # the server's clock, in whole seconds; moves only when told to
         self.ops: List[Tuple[str, str]] = []  # (operation, key) in the order they were sent
         self._faults: Dict[Tuple[str, str], Tuple[str, Callable[[], None]]] = {}
 
@@ -53,7 +56,12 @@ class MemoryStore:
 
     def put(self, key: str, body: bytes, content_type: str = "binary/octet-stream", **fields) -> None:
         """An object written by another tool (no request recorded)."""
-        self.objects[key] = StoredObject(body, ObjectHeaders(content_type=content_type, **fields), _md5(body))
+        self.objects[key] = StoredObject(body, ObjectHeaders(content_type=content_type, **fields), _md5(body), self.now)
+
+    def edit(self, key: str, **fields) -> None:
+        """Headers changed in place by another tool: the ETag stays, the time moves."""
+        obj = self.objects[key]
+        obj.headers, obj.modified = replace(obj.headers, **fields), self.now
 
     def _send(self, op: str, key: str = "") -> None:
         self.ops.append((op, key))
@@ -75,7 +83,9 @@ class MemoryStore:
             except StoreError as exc:
                 raise RemoteError(f'cannot list bucket "{self.bucket}": {exc}') from None
         return {k: RemoteObject(k, self.objects[k].size, self.objects[k].etag,
-                                self.objects[k].headers.storage_class or STANDARD) for k in keys}
+                                self.objects[k].headers.storage_class or STANDARD,
+                                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.objects[k].modified)))
+                for k in keys}
 
     def _object(self, key: str) -> StoredObject:
         obj = self.objects.get(key)
@@ -112,7 +122,7 @@ class MemoryStore:
         kept = headers
         if details is not None and not headers.storage_class and details.storage_class != STANDARD:
             kept = replace(kept, storage_class=details.storage_class)
-        obj.headers = kept
+        obj.headers, obj.modified = kept, self.now
         obj.md5_metadata = md5 or (details.md5 if details else None)
         return obj.etag
 
@@ -135,7 +145,7 @@ class MemoryStore:
 
     def _store(self, key: str, body: bytes, headers: ObjectHeaders, md5: Optional[str] = None) -> str:
         etag = _md5(body) if headers.encryption not in ("aws:kms", "aws:kms:dsse") else hashlib.sha1(body).hexdigest()[:32]
-        self.objects[key] = StoredObject(body, headers, etag, md5)
+        self.objects[key] = StoredObject(body, headers, etag, self.now, md5)
         return etag
 
     def wait_uploads(self) -> None:

@@ -1,0 +1,104 @@
+"""What the state object may vouch for: only objects the listing proves are
+the ones it recorded. In process against the in-memory store, whose clock
+moves only when a test moves it (S3 keeps times to the second)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from drone_s3_sync.model import Kind
+from drone_s3_sync.state import decode, read, state_key
+from support.memory_store import MemoryStore
+from test_pipeline import SITE, Run, tree
+
+NOTHING_TO_DO = Counter({"ListObjectsV2": 1, "GetObject": 1})
+
+
+def changes(summary):
+    return {a.key: (a.kind, a.detail) for a in summary.plan.actions if a.kind is not Kind.SKIP}
+
+
+def test_headers_edited_in_place_by_another_tool_are_restored_by_the_next_run(tmp_path):
+    store = MemoryStore()
+    run = Run(store, tree(tmp_path, SITE), cache_control='{".html": "max-age=60"}')
+    run()
+    store.now += 30
+    store.edit("index.html", cache_control="no-store")  # same bytes, same ETag, a later time
+    store.edit("css/site.css", acl="public-read")  # made public by hand
+    summary = run()
+    assert changes(summary) == {"index.html": (Kind.UPDATE, "cache_control"), "css/site.css": (Kind.UPDATE, "acl")}
+    # Only the two objects written after the state are checked with S3.
+    assert run.sent == Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "GetObjectAcl": 2,
+                                "CopyObject": 2, "PutObject": 1})  # the new state only: nothing to retire
+    assert store.objects["index.html"].headers.cache_control == "max-age=60"
+    assert store.objects["css/site.css"].headers.acl == "private"
+    store.now += 30
+    run()
+    assert run.sent == NOTHING_TO_DO
+
+
+def test_an_edit_in_the_second_the_state_was_written_is_not_seen(tmp_path):
+    """The limit of second resolution, stated as a test: documented in the README."""
+    store = MemoryStore()
+    run = Run(store, tree(tmp_path, SITE))
+    run()
+    store.edit("index.html", cache_control="no-store")  # the store's clock has not moved
+    assert changes(run()) == {}
+
+
+def test_objects_rewritten_after_the_state_are_checked_and_the_state_refreshed(tmp_path):
+    """Identical bytes and headers uploaded again by hand: nothing to change,
+    but the state is written again so that later runs trust them."""
+    store = MemoryStore()
+    run = Run(store, tree(tmp_path, SITE))
+    run()
+    store.now += 10
+    obj = store.objects["img/logo.png"]
+    store.edit("img/logo.png")
+    assert changes(run()) == {}
+    assert run.sent == Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 1, "GetObjectAcl": 1,
+                                "PutObject": 1})
+    assert store.objects["img/logo.png"] is obj
+    store.now += 10
+    run()
+    assert run.sent == NOTHING_TO_DO
+
+
+def test_a_state_copied_from_another_target_is_not_trusted(tmp_path):
+    store = MemoryStore()
+    src = tree(tmp_path, SITE)
+    Run(store, src, target="staging/", cache_control="no-cache")()
+    # Production got staging's objects and state by a bucket copy, headers included.
+    for key in list(store.objects):
+        store.objects["prod/" + key[len("staging/"):]] = store.objects[key]
+    prod = Run(store, src, target="prod/", cache_control="max-age=600")
+    summary = prod()
+    assert "written for s3://bucket/staging/, not for s3://bucket/prod/" in prod.err.getvalue()
+    assert {k: d for k, (_, d) in changes(summary).items()} == {"prod/" + k: "cache_control" for k in SITE}
+    assert prod.sent["HeadObject"] == len(SITE)
+    entries, owner = read(store.objects[state_key("prod/")].body)
+    assert owner == ("bucket", "prod/")
+    assert {e.headers.cache_control for e in entries.values()} == {"max-age=600"}
+    prod(cache_control="max-age=600")
+    assert prod.sent == NOTHING_TO_DO
+
+
+def test_two_selections_into_one_target_keep_each_others_entries(tmp_path):
+    store = MemoryStore()
+    src = tree(tmp_path, SITE)
+    pages = Run(store, src, include="*.html")
+    assets = Run(store, src, exclude="*.html")
+    pages()
+    assets()
+    assert set(decode(store.objects[state_key("")].body)) == set(SITE)
+    for run in (pages, assets, pages):
+        run()
+        assert run.sent == NOTHING_TO_DO
+
+
+def test_a_parent_target_never_deletes_a_nested_targets_state(tmp_path):
+    store = MemoryStore()
+    Run(store, tree(tmp_path / "blog", {"post.html": b"p"}), target="blog/")()
+    summary = Run(store, tree(tmp_path, SITE), delete="true")()
+    deleted = {a.key for a in summary.plan.actions if a.kind is Kind.DELETE}
+    assert state_key("blog/") not in deleted and state_key("blog/") in store.objects
