@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from .errors import ConfigError
 from .keys import STATE_NAME
 from .s3vocab import (CANNED_ACLS, ENCRYPTIONS, KMS_ENCRYPTIONS, MAX_PART, MIN_PART, MULTIPART_THRESHOLD,  # noqa: F401
-                      PART_SIZE, STORAGE_CLASSES, GiB, MiB)
+                      PART_SIZE, STORAGE_CLASSES)
 
 Rules = Tuple[Tuple[str, str], ...]
 MetadataRules = Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]
@@ -684,6 +684,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("max_attempts", ("PLUGIN_MAX_ATTEMPTS",), lambda n, r: parse_int(n, r, maximum=20), "Attempts per request, the first one included, for failures worth retrying (5xx, throttling, dropped connections, timeouts). Default: 8.", "N"),
     Option("state", ("PLUGIN_STATE",), parse_bool, "Keep the state object (<target>.drone-s3-sync-state.json.gz) that lets a run skip per-object requests. Default: true.", flag=True),
     Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
+    Option("lock", ("PLUGIN_LOCK",), parse_bool, "Take the deploy lock (<target>.drone-s3-sync-lock) before the first write, so that two runs never write to the target at once; a second run waits. Runs with nothing to write take no lock. Default: true.", flag=True),
+    Option("lock_timeout", ("PLUGIN_LOCK_TIMEOUT",), parse_seconds, "How long a run waits for the deploy lock held by another run before it gives up (exit 4). Default: 300.", "SECONDS"),
     Option("multipart_threshold", ("PLUGIN_MULTIPART_THRESHOLD",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Files from this size up are uploaded in parts, the rest with one PutObject. Default: 100MiB (the size from which AWS advises multipart uploads).", "SIZE"),
     Option("part_size", ("PLUGIN_PART_SIZE",), lambda n, r: parse_size(n, r, minimum=MIN_PART, maximum=MAX_PART), "Part size of multipart uploads (raised automatically past 10,000 parts). Default: 16MiB.", "SIZE"),
     Option("progress_interval", ("PLUGIN_PROGRESS_INTERVAL",), parse_interval, "When standard error is not a terminal (a CI log), print a one-line progress report at most every this many seconds while objects are written (uploads, header updates, redirects); nothing for a run shorter than that. 0 turns it off; so does quiet. Default: 30.", "SECONDS"),
@@ -745,6 +747,8 @@ class Settings:
     json: bool = False  # the JSON report on stdout
     state: bool = True
     verify: bool = False
+    lock: bool = True
+    lock_timeout: float = 300.0
     multipart_threshold: int = MULTIPART_THRESHOLD
     part_size: int = PART_SIZE
     access_key: str = field(default="", repr=False)

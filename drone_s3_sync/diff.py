@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .config import Settings
-from .keys import STATE_NAME
+from .keys import OWN_NAMES
 from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .rules import HeaderRules, Selection
@@ -234,8 +234,8 @@ def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],
                 continue  # its local file exists but was not synced
             if key in details and details[key].headers.redirect:
                 continue  # redirects are never deleted
-            if key.endswith(STATE_NAME):
-                continue  # the state of a deployment nested under this target: that one's own
+            if key.endswith(OWN_NAMES):
+                continue  # the state or lock of a deployment nested under this target: that one's own
             actions.append(Action(Kind.DELETE, key, Reason.ORPHAN, size=remote.size))
     actions.sort(key=lambda a: a.key.encode("utf-8"))
     return Plan(actions)
@@ -270,7 +270,7 @@ def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[Remo
         return Action(Kind.UPLOAD, local.key, reason, local, desired, size, ", ".join(changed),
                       md5=md5 or detail.md5, remote=replace(detail, storage_class=remote.storage_class))
     return Action(Kind.UPDATE, local.key, reason, local, desired, size, ", ".join(changed), md5=md5,
-                  remote=detail)
+                  remote=detail, listed_etag=remote.etag)
 
 
 def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteObject],

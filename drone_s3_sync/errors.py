@@ -69,6 +69,13 @@ class StoreError(SyncError):
         self.code = code
 
 
+class LockError(SyncError):
+    """The deploy lock could not be taken (held by another run past
+    lock_timeout), or was lost while writing."""
+
+    exit_code = 4
+
+
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by SIGINT or SIGTERM.
 

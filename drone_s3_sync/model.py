@@ -121,6 +121,9 @@ class Action:
     # For header changes (a copy, or an upload where a copy cannot be made): what
     # the object has that the write must keep.
     remote: Optional[RemoteDetails] = None
+    # The ETag the listing showed for a header update: the copy applies only to
+    # that very object (CopySourceIfMatch), not to one another run wrote since.
+    listed_etag: str = ""
 
     @property
     def writes(self) -> bool:

@@ -18,20 +18,22 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 from . import diff, guards, statefile
 from .cdn import invalidate, paths_for
 from .config import Settings, secrets_of
-from .errors import ConfigError, GuardError, Interrupted, SyncError
+from .errors import ConfigError, GuardError, Interrupted, LockError, SyncError
 from .evidence import CompressedCache, Evidence, gather, state_digests
 from .executors import Executors
-from .model import Action, Kind, Outcome, Plan, Reason, Stage, Summary
+from .model import Action, Kind, Outcome, Plan, Stage, Summary
 from .redact import Redactor, one_line
 from .report import Reporter
 from .rules import HeaderRules, Selection
 from .scan import ScanResult, check_source, files_named, scan
-from .state import state_key
+from .keys import lock_key, state_key
+from .lock import DeployLock
 from .store import RemoteStore
 from .transfer import Writer, delete
 
@@ -92,6 +94,7 @@ class Run:
         self._invalidated: set = set()  # distributions invalidated by this run
         self._lock = threading.Lock()
         self._clock = time.monotonic()
+        self.lock: Optional[DeployLock] = None
 
     @property
     def store(self) -> RemoteStore:
@@ -132,6 +135,25 @@ class Run:
         self.store  # noqa: B018 (made now: credentials problems are told before any work)
         reporter.start(settings.bucket, settings.target, settings.endpoint)
         scanned, listing = self.scan_and_list()
+        planned = self.plan(scanned, listing)
+        if settings.dry_run:
+            self.show_plan(planned.plan, planned.refusal)
+        else:
+            if planned.refusal:
+                raise GuardError(planned.refusal)
+            with self.locked(scanned, planned) as planned:
+                reporter.skipped(planned.plan.of(Kind.SKIP))
+                try:
+                    self.write(planned)
+                except KeyboardInterrupt as exc:
+                    raise self.interrupted(exc) from None
+        summary.seconds = self.elapsed()
+        reporter.summary(summary)
+        return summary
+
+    def plan(self, scanned: ScanResult, listing: statefile.Listing) -> "Planned":
+        """The evidence and the plan for what the scan found and the bucket listed."""
+        settings, summary = self.settings, self.summary
         # include/exclude: objects of paths they leave out are not this run's to
         # compare or delete (scan left out their files the same way).
         remotes = diff.selected_remotes(listing.remotes, settings, self.selection)
@@ -140,7 +162,6 @@ class Run:
         state = {} if settings.verify else listing.entries
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
-
         summary.stage = Stage.PLAN
         cache = CompressedCache() if settings.compress and not settings.dry_run else None
         with self.timed("hash"):
@@ -151,24 +172,39 @@ class Run:
                                   self.rules, state, kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
             plan, problems = settle_unreadable(plan, evidence, scanned)
             for key in sorted(evidence.read_errors):
-                reporter.warn(evidence.read_errors[key])
-            summary.plan = plan
-            summary.errors.extend(problems)
-            refusal = guards.refusal(plan, settings, local_files=len(scanned.files),
-                                     remote_objects=len(remotes))
-        if settings.dry_run:
-            self.show_plan(plan, refusal)
-        else:
-            if refusal:
-                raise GuardError(refusal)
-            reporter.skipped(plan.of(Kind.SKIP))
-            try:
-                self.write(plan, listing, evidence, cache)
-            except KeyboardInterrupt as exc:
-                raise self.interrupted(exc) from None
-        summary.seconds = self.elapsed()
-        reporter.summary(summary)
-        return summary
+                self.reporter.warn(evidence.read_errors[key])
+            summary.plan, summary.errors = plan, problems
+            refusal = guards.refusal(plan, settings, local_files=len(scanned.files), remote_objects=len(remotes))
+        return Planned(listing, evidence, plan, refusal, cache)
+
+    @contextlib.contextmanager
+    def locked(self, scanned: ScanResult, planned: "Planned") -> Iterator["Planned"]:
+        """Holds the deploy lock around the writes of a run that has any. Taken
+        after planning (a run with nothing to do writes nothing), so the view
+        it planned from is then confirmed: when another run held the lock, or
+        wrote the state object since it was read, the bucket is listed and the
+        run planned again, with the lock held."""
+        settings = self.settings
+        if not settings.lock or not any(a.writes for a in planned.plan.actions):
+            yield planned
+            return
+        lock = DeployLock(self.store, lock_key(settings.target), timeout=settings.lock_timeout,
+                          endpoint=settings.endpoint, notify=self.reporter.info, warn=self.reporter.warn)
+        with self.timed("lock"):
+            lock.acquire()
+        try:
+            if lock.held and (lock.waited or not statefile.current(self.store, planned.listing, target=settings.target,
+                                                                     use_state=settings.state)):
+                self.reporter.info("another run wrote to this target since it was listed: listing it again")
+                listing = statefile.load(self.store, settings.bucket, settings.target, use_state=settings.state,
+                                         warn=self.reporter.warn)
+                planned = self.plan(scanned, listing)
+                if planned.refusal:
+                    raise GuardError(planned.refusal)
+            self.lock = lock
+            yield planned
+        finally:
+            lock.release()
 
     def scan_and_list(self):
         """The scan and the listing (with the state object) at the same time."""
@@ -196,10 +232,11 @@ class Run:
         """Leaves out the state object's name, gives compressed files their
         encoding, and says what the scan found wrong."""
         settings, reporter = self.settings, self.reporter
-        reserved = state_key(settings.target)
-        if any(f.key == reserved for f in scanned.files):
-            scanned.problems.append(f"{reserved}: this name is reserved for the state object; the file is not synced")
-            scanned.files = [f for f in scanned.files if f.key != reserved]
+        for reserved, what in ((state_key(settings.target), "the state object"),
+                               (lock_key(settings.target), "the deploy lock")):
+            if any(f.key == reserved for f in scanned.files):
+                scanned.problems.append(f"{reserved}: this name is reserved for {what}; the file is not synced")
+                scanned.files = [f for f in scanned.files if f.key != reserved]
         scanned.files, conflicts = self.rules.with_encodings(scanned.files)
         if conflicts:
             shown = ", ".join(f.key for f in conflicts[:3]) + (", ..." if len(conflicts) > 3 else "")
@@ -227,9 +264,9 @@ class Run:
         if self.settings.cloudfront_distribution:
             summary.invalidation_paths = paths_for(plan.actions, self.settings)
 
-    def write(self, plan: Plan, listing: statefile.Listing, evidence: Evidence,
-              cache: Optional[CompressedCache]) -> None:
+    def write(self, planned: "Planned") -> None:
         settings, summary = self.settings, self.summary
+        plan, listing, evidence = planned.plan, planned.listing, planned.evidence
         with self.timed("state"):
             stored = statefile.retire(plan, listing, store=self.store, bucket=settings.bucket, target=settings.target,
                                       use_state=settings.state, rules=self.rules)
@@ -237,8 +274,9 @@ class Run:
         with self.timed("transfer"):
             Writer(self.store, reporter=self.reporter, executors=self.executors,
                    max_concurrency=settings.max_concurrency, record=self.record, vouched=evidence.vouched,
-                   cache=cache).write([a for a in plan.actions if a.kind in (Kind.UPLOAD, Kind.UPDATE,
+                   cache=planned.cache).write([a for a in plan.actions if a.kind in (Kind.UPLOAD, Kind.UPDATE,
                                                                               Kind.REDIRECT)])
+        self.check_lock()
         summary.stage = Stage.DELETE
         with self.timed("delete"):
             _, summary.delete_blocked_reason = delete(plan, self.store, self.record,
@@ -252,6 +290,11 @@ class Run:
                                warn=self.reporter.warn)
         with self.timed("invalidate"):
             self.invalidate()
+
+    def check_lock(self) -> None:
+        if self.lock is not None and self.lock.lost:
+            raise LockError(f"the deploy lock {self.lock.key} was taken over by another run while this one wrote; "
+                            "it stopped before deleting anything or recording its state: run again")
 
     def cloudfront(self, quick: bool):
         return self.cdn if self.cdn is not None else self.store.cloudfront(quick=quick)
@@ -306,6 +349,17 @@ class Run:
         notes.append("run again to finish")
         stop.note = "; ".join(notes)
         return stop
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a plan was made from, and the plan."""
+
+    listing: statefile.Listing
+    evidence: Evidence
+    plan: Plan
+    refusal: Optional[str]
+    cache: Optional[CompressedCache]
 
 
 def settle_unreadable(plan: Plan, evidence: Evidence, scanned: ScanResult):

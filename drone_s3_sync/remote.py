@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import threading
 from datetime import timezone
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from email.utils import parsedate_to_datetime
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_plus
-from xml.etree import ElementTree
 
 import boto3
 from botocore.config import Config
@@ -21,15 +22,14 @@ from .config import Settings, http_date
 from .credentials import make_session
 from .errors import ConfigError, RemoteError, StoreError, error_code, error_text
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
-from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS, canned_acl
-from .store import Body, UploadDone
+from .s3listing import _LISTED, _take_listing, listed_time, storage_class  # noqa: F401 (_LISTED: tests)
+from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS, STANDARD, canned_acl
+from .store import Body, Fetched, UploadDone
 
 log = logging.getLogger("drone_s3_sync")
 
 MD5_METADATA = "md5chksum"  # base64 MD5, the name rclone uses, for objects whose ETag is not an MD5
 DELETE_BATCH = 1000
-_LISTED = "DroneS3SyncListed"  # where _take_listing leaves a page's (key, size, etag, class, modified) rows
-STANDARD = "STANDARD"
 
 
 CONNECT_TIMEOUT = 10  # seconds; a TCP/TLS handshake that takes longer is retried
@@ -80,58 +80,6 @@ def _md5_from_metadata(value: Optional[str]) -> Optional[str]:
     except (binascii.Error, ValueError):
         return None
     return raw.hex() if len(raw) == 16 else None
-
-
-_CLASSES: Dict[str, str] = {}
-
-
-def storage_class(listed: Optional[str]) -> str:
-    """A listed storage class, one shared string per class (absent means STANDARD)."""
-    if not listed:
-        return STANDARD
-    return _CLASSES.setdefault(listed, listed)
-
-
-def _take_listing(response_dict, customized_response_dict, **kwargs):
-    """Reads the objects of a ListObjectsV2 page before botocore's parser does.
-
-    botocore turns each <Contents> into a dict shape by shape, which for large
-    buckets costs more client time than anything else in a no-change run. Here
-    the rows become (key, size, etag, storage class) tuples in one pass and are removed from the
-    body, so botocore parses only the page's few remaining fields (continuation
-    token, truncation flag). Anything unexpected is left to botocore untouched.
-    """
-    if response_dict.get("status_code") != 200:
-        return
-    try:
-        root = ElementTree.fromstring(response_dict["body"])
-    except (ElementTree.ParseError, TypeError, KeyError):
-        return
-    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    if root.tag != ns + "ListBucketResult":
-        return
-    url_encoded = root.findtext(ns + "EncodingType") == "url"
-    rows = []
-    contents = root.findall(ns + "Contents")
-    for item in contents:
-        key = item.findtext(ns + "Key")
-        if key is None:
-            return
-        rows.append((unquote_plus(key) if url_encoded else key, int(item.findtext(ns + "Size") or 0),
-                     (item.findtext(ns + "ETag") or "").strip('"').lower(),
-                     storage_class(item.findtext(ns + "StorageClass")), listed_time(item.findtext(ns + "LastModified"))))
-    for item in contents:
-        root.remove(item)
-    response_dict["body"] = ElementTree.tostring(root)
-    customized_response_dict[_LISTED] = rows
-
-
-def listed_time(text: Optional[str]) -> str:
-    """A listing's LastModified ("2026-12-04T03:47:21.000Z") to the second, as
-    RemoteObject.modified keeps it; "" when it is not in that form."""
-    if not text or len(text) < 19 or text[10] != "T":
-        return ""
-    return text[:19]
 
 
 def _expires(head: dict) -> Optional[str]:
@@ -286,16 +234,38 @@ class S3Store:
         return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=kms_key, storage_class=stored_class)
 
     def get_bytes(self, key: str) -> bytes:
+        return self.fetch(key).body
+
+    def fetch(self, key: str) -> Fetched:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
+        age = 0.0
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        with contextlib.suppress(TypeError, ValueError):
+            age = (parsedate_to_datetime(date) - response["LastModified"]).total_seconds()
+        return Fetched(body, (response.get("ETag") or "").strip('"').lower(), age)
+
+    def head_etag(self, key: str) -> Optional[str]:
+        try:
+            return (self.client.head_object(Bucket=self.bucket, Key=key).get("ETag") or "").strip('"').lower()
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
             raise _failed(exc) from None
 
     # ---------------------------------------------------------------- writes
-    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None) -> str:
+    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None, *,
+                  if_match: Optional[str] = None, if_none_match: bool = False) -> str:
         """A small object of the tool's own; `headers` gives its encryption (a bucket
         policy may refuse writes without it). Its storage class stays STANDARD."""
         args = {}
+        if if_match:
+            args["IfMatch"] = f'"{if_match}"'
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
         if headers is not None and headers.encryption:
             args["ServerSideEncryption"] = headers.encryption
             if headers.kms_key_id:
@@ -384,12 +354,14 @@ class S3Store:
         return self._put(Key=key, Body=b"", **self.header_args(headers))
 
     def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
-                     md5: Optional[str] = None) -> str:
+                     md5: Optional[str] = None, *, if_match: Optional[str] = None) -> str:
         """Rewrite an object's headers in place: a metadata-only copy onto itself.
         `md5` (else the one recorded in the object) is recorded in its metadata.
         Returns the ETag of the copy."""
         args = self.header_args(headers, md5 or (details.md5 if details else None))
         args.update(kept_args(headers, details))
+        if if_match:
+            args["CopySourceIfMatch"] = f'"{if_match}"'
         try:
             response = self.client.copy_object(Bucket=self.bucket, Key=key,
                                                CopySource={"Bucket": self.bucket, "Key": key},
@@ -412,6 +384,12 @@ class S3Store:
             for err in response.get("Errors", ()):
                 failures.append((err.get("Key", ""), f"{err.get('Code')}: {err.get('Message')}"))
         return failures
+
+    def remove(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
 
     def open_uploads(self) -> List[Tuple[str, str]]:
         """(key, upload id) of multipart uploads begun and neither completed nor aborted."""

@@ -26,7 +26,7 @@ _VERB = {Kind.UPLOAD: "upload", Kind.UPDATE: "update", Kind.REDIRECT: "redirect"
 # meaning; new fields may be added within a format.
 REPORT_FORMAT = 1
 # The stages timed in the report, in the order they run (scan and list at once).
-STAGES = ("scan", "list", "hash", "plan", "transfer", "delete", "state", "invalidate")
+STAGES = ("scan", "list", "hash", "plan", "lock", "transfer", "delete", "state", "invalidate")
 
 
 def human_bytes(count: float) -> str:

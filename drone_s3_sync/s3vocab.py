@@ -24,6 +24,7 @@ CANNED_ACLS = (
     "bucket-owner-read",
     "bucket-owner-full-control",
 )
+STANDARD = "STANDARD"  # the class S3 lists for objects written without one
 STORAGE_CLASSES = (
     "STANDARD",
     "REDUCED_REDUNDANCY",

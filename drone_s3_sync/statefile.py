@@ -16,14 +16,15 @@ second the state was written.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AbstractSet, Callable, Dict, Mapping, Optional
 
 from .errors import RemoteError, StoreError
 from .model import Kind, Plan, RemoteObject, Summary
 from .rules import HeaderRules
+from .keys import lock_key
 from .state import STATE_NAME, Entry, encode, entries_at_risk, next_state, read, state_key
-from .store import RemoteStore
+from .store import PRECONDITION_FAILED, RemoteStore
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -38,10 +39,14 @@ class Listing:
     again even if this run's entries come out the same."""
 
     remotes: Dict[str, RemoteObject]
-    exists: bool = False
+    state: Optional[RemoteObject] = None  # the state object as listed
     entries: Mapping[str, Entry] = field(default_factory=dict)
     unread: bool = False
     refresh: bool = False
+
+    @property
+    def exists(self) -> bool:
+        return self.state is not None
 
 
 def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
@@ -50,22 +55,39 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
     remotes = store.list(target)
     key = state_key(target)
     stored = remotes.pop(key, None)
+    remotes.pop(lock_key(target), None)
     if stored is None or not use_state:
-        return Listing(remotes, stored is not None)
+        return Listing(remotes, stored)
     try:
-        entries, owner = read(store.get_bytes(key))
+        fetched = store.fetch(key)
     except StoreError as exc:
         log.warning("cannot read the state object %s (%s); checking every object instead", key, exc)
-        return Listing(remotes, True, {}, unread=True)
+        return Listing(remotes, stored, {}, unread=True)
+    # What was read decides the condition of the next write of the state.
+    stored = replace(stored, etag=fetched.etag)
+    entries, owner = read(fetched.body)
     if owner is not None and owner != (bucket, target):
         warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
              "(copied from another deployment?); it is ignored and every object is checked with S3")
-        return Listing(remotes, True, {}, refresh=True)
+        return Listing(remotes, stored, {}, refresh=True)
     trusted = {k: e for k, e in entries.items() if not written_after(remotes.get(k), stored)}
     if len(trusted) < len(entries):
         log.debug("state: %d object(s) written after the state object are checked with S3",
                   len(entries) - len(trusted))
-    return Listing(remotes, True, trusted, refresh=len(trusted) < len(entries))
+    return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries))
+
+
+def current(store: RemoteStore, listing: Listing, *, target: str, use_state: bool) -> bool:
+    """Whether the bucket is still as `listing` saw it, as far as another run
+    of this tool can have changed it: every run that writes writes the state
+    object last, so its ETag tells (one HeadObject). Without the state, the
+    target is listed again."""
+    if use_state:
+        return store.head_etag(state_key(target)) == (listing.state.etag if listing.state else None)
+    fresh = store.list(target)
+    fresh.pop(state_key(target), None)
+    fresh.pop(lock_key(target), None)
+    return fresh == listing.remotes
 
 
 def written_after(remote: Optional[RemoteObject], state: RemoteObject) -> bool:
@@ -80,7 +102,7 @@ def _headers(rules: HeaderRules):
 
 
 def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, target: str, use_state: bool,
-           rules: HeaderRules) -> Mapping[str, Entry]:
+           rules: HeaderRules) -> "Retired":
     """Before writing, make sure the state object can never vouch for old headers.
 
     A header copy or a rewritten redirect keeps the object's ETag, and some
@@ -90,7 +112,7 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, tar
     entries are dropped first; a state object that could not be read is
     emptied before any write, since any of its entries may be at risk;
     without `state`, the whole object goes.
-    Returns the entries the state object now holds.
+    Returns the entries the state object now holds, and its ETag.
     """
     key = state_key(target)
     if not use_state:
@@ -99,24 +121,44 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, tar
             if failed:
                 raise RemoteError(f"cannot remove the state object {key}, which this run would make "
                                   f"outdated ({failed[0][1]}); nothing was changed")
-        return {}
+        return Retired({}, None)
     stored = listing.entries
+    etag = listing.state.etag if listing.state else None
     if listing.unread:
         at_risk = {a.key for a in plan.of(Kind.UPLOAD, Kind.UPDATE, Kind.REDIRECT)}
     else:
         at_risk = entries_at_risk(plan, stored, listing.remotes)
     if not at_risk:
-        return stored
+        return Retired(stored, etag)
     kept = {k: e for k, e in stored.items() if k not in at_risk}
     try:
-        store.put_bytes(key, encode(kept, (bucket, target)), "application/gzip", _headers(rules))
+        etag = _put(store, key, encode(kept, (bucket, target)), rules, etag, listing.exists)
     except StoreError as exc:
+        if exc.code == PRECONDITION_FAILED:
+            raise RemoteError(f"the state object {key} was written by another run since this one read it; "
+                              "nothing was changed: run again (with the deploy lock on, runs wait for each other)"
+                              ) from None
         raise RemoteError(f"cannot update the state object {key} before writing objects it describes "
                           f"({exc}); nothing was changed") from None
-    return kept
+    return Retired(kept, etag)
 
 
-def save(summary: Summary, listing: Listing, digests, old: Mapping[str, Entry], *, store: RemoteStore,
+@dataclass(frozen=True)
+class Retired:
+    """The entries the state object holds before the writes, and its ETag
+    (None: there is none)."""
+
+    entries: Mapping[str, Entry]
+    etag: Optional[str]
+
+
+def _put(store: RemoteStore, key: str, body: bytes, rules: HeaderRules, etag: Optional[str], exists: bool) -> str:
+    """Writes the state only over the one this run read (or where there was none)."""
+    return store.put_bytes(key, body, "application/gzip", _headers(rules), if_match=etag if exists else None,
+                           if_none_match=not exists)
+
+
+def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: RemoteStore,
          bucket: str, target: str, rules: HeaderRules, warn: Callable[[str], None]) -> None:
     """Record what every object now is; written when that changed, when the
     state must be refreshed, or when the run wrote any object (so that the
@@ -126,12 +168,34 @@ def save(summary: Summary, listing: Listing, digests, old: Mapping[str, Entry], 
     the sync itself succeeded, and the next run checks the objects with S3."""
     entries = next_state(summary, listing.remotes, digests)
     entries.update(kept_entries(listing, {a.key for a in summary.plan.actions}))
-    wrote = any(o.ok and o.action.kind is not Kind.DELETE for o in summary.outcomes)
-    if entries == dict(old) and not listing.refresh and not wrote:
+    wrote = {o.action.key for o in summary.outcomes if o.ok and o.action.kind is not Kind.DELETE}
+    if entries == dict(old.entries) and not listing.refresh and not wrote:
         return
     key = state_key(target)
+    exists = listing.exists or old.etag is not None
     try:
-        store.put_bytes(key, encode(entries, (bucket, target)), "application/gzip", _headers(rules))
+        _put(store, key, encode(entries, (bucket, target)), rules, old.etag, exists)
+        return
+    except StoreError as exc:
+        if exc.code != PRECONDITION_FAILED:
+            warn(f"cannot write the state object {key}: {exc}")
+            return
+    # Another run wrote the state since this one read it (no deploy lock, or a
+    # server that ignores it): neither run's entries can be trusted for the
+    # keys either of them wrote, so those are left out and checked next time.
+    try:
+        theirs = store.fetch(key)
+    except StoreError as exc:
+        warn(f"cannot write the state object {key}: another run wrote it meanwhile, and it cannot be read ({exc})")
+        return
+    their_entries, _ = read(theirs.body)
+    before = dict(old.entries)
+    changed = {k for k in set(their_entries) | set(before) if their_entries.get(k) != before.get(k)}
+    merged = {k: e for k, e in entries.items() if k not in wrote and k not in changed}
+    warn(f"another run wrote to this target at the same time: {len(wrote | changed)} object(s) written by either "
+         "run are checked with S3 by the next run")
+    try:
+        _put(store, key, encode(merged, (bucket, target)), rules, theirs.etag, True)
     except StoreError as exc:
         warn(f"cannot write the state object {key}: {exc}")
 

@@ -8,9 +8,23 @@ run depends on); nothing of the SDK crosses this boundary.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import IO, Callable, Dict, List, Optional, Protocol, Tuple, Union
 
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
+
+PRECONDITION_FAILED = "PreconditionFailed"  # StoreError.code of a conditional write that did not hold
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An object read whole: its bytes, its ETag, and its age in seconds by
+    the server's clock (the time of the answer less the object's LastModified)."""
+
+    body: bytes
+    etag: str
+    age: float
+
 
 # Called once when an upload has ended: (the ETag S3 returned, None) or ("", the
 # error): a StoreError, or an OSError when the local file could not be read.
@@ -29,16 +43,26 @@ class RemoteStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes: ...
 
-    def put_bytes(self, key: str, body: bytes, content_type: str,
-                  headers: Optional[ObjectHeaders] = None) -> str:
-        """A small object of the tool's own; returns its ETag."""
+    def fetch(self, key: str) -> Fetched:
+        """The object whole, with its ETag and age; StoreError with code "404" if none."""
+
+    def head_etag(self, key: str) -> Optional[str]:
+        """The object's ETag, None when there is no such object."""
+
+    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None, *,
+                  if_match: Optional[str] = None, if_none_match: bool = False) -> str:
+        """A small object of the tool's own; returns its ETag. `if_match`: only
+        over the object with that ETag; `if_none_match`: only if there is no
+        such object. A condition that does not hold raises StoreError with
+        code PRECONDITION_FAILED."""
 
     def put_redirect(self, key: str, headers: ObjectHeaders) -> str:
         """A zero-byte object with a website redirect; returns its ETag."""
 
     def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
-                     md5: Optional[str] = None) -> str:
-        """Rewrites an object's headers in place; returns the ETag of the copy."""
+                     md5: Optional[str] = None, *, if_match: Optional[str] = None) -> str:
+        """Rewrites an object's headers in place; returns the ETag of the copy.
+        `if_match`: only if the object still has that ETag (PRECONDITION_FAILED if not)."""
 
     def upload(self, body: Body, key: str, headers: ObjectHeaders, md5: Optional[str] = None, *,
                keep: Optional[RemoteDetails] = None, on_progress: Optional[Callable[[int], None]] = None,
@@ -55,3 +79,6 @@ class RemoteStore(Protocol):
 
     def delete(self, keys: List[str]) -> List[Tuple[str, str]]:
         """Deletes `keys`; (key, reason) of each that failed."""
+
+    def remove(self, key: str) -> None:
+        """Deletes one object of the tool's own (DeleteObject)."""

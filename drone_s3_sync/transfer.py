@@ -23,7 +23,7 @@ from .evidence import CompressedCache, read_error_text
 from .executors import Executors, WINDOW, hash_workers
 from .model import Action, Kind, Outcome, Plan, RemoteDetails
 from .report import Reporter
-from .store import RemoteStore
+from .store import PRECONDITION_FAILED, RemoteStore
 
 log = logging.getLogger("drone_s3_sync")
 
@@ -81,9 +81,14 @@ class Writer:
                 remote = action.remote
                 if action.key in self.vouched:
                     remote = self.store.details(action.key, with_acl=False)
-                etag = self.store.copy_headers(action.key, action.headers, remote, action.md5)
+                etag = self.store.copy_headers(action.key, action.headers, remote, action.md5,
+                                               if_match=action.listed_etag or None)
         except StoreError as exc:
-            self.finish(action, str(exc), started)
+            if exc.code == PRECONDITION_FAILED:
+                self.finish(action, "another run or tool wrote this object after it was listed: its headers "
+                                    "were not changed; the next run checks it again", started)
+            else:
+                self.finish(action, str(exc), started)
         else:
             self.finish(action, "", started, etag)
 

@@ -21,10 +21,14 @@ from drone_s3_sync.errors import GuardError, Interrupted, RemoteError
 from drone_s3_sync.executors import Executors
 from drone_s3_sync.model import Kind, Reason, Stage
 from drone_s3_sync.report import Reporter
+from drone_s3_sync.keys import lock_key
 from drone_s3_sync.state import decode, state_key
 from support.memory_store import MemoryStore
 
-STATE = state_key("")
+STATE, LOCK = state_key(""), lock_key("")
+# What the deploy lock costs a run that writes: take it, confirm the state read
+# is still current, give it back.
+LOCKED = Counter({"PutObject": 1, "HeadObject": 1, "DeleteObject": 1})
 SITE = {"index.html": b"<h1>home</h1>", "about/index.html": b"<h1>about</h1>", "css/site.css": b"body{}",
         "img/logo.png": b"\x89PNG" + bytes(range(200))}
 
@@ -47,10 +51,11 @@ class Run:
         raw = {"bucket": self.store.bucket, "source": str(self.src), **self.settings, **more}
         self.out, self.err = io.StringIO(), io.StringIO()
         before = len(self.store.ops)
-        summary = pipeline.sync(build_settings(raw), store=self.store, executors=Executors.serial(),
-                                reporter=Reporter(self.out, self.err, progress=False))
-        self.sent = Counter(op for op, _ in self.store.ops[before:])
-        return summary
+        try:
+            return pipeline.sync(build_settings(raw), store=self.store, executors=Executors.serial(),
+                                 reporter=Reporter(self.out, self.err, progress=False))
+        finally:
+            self.sent = Counter(op for op, _ in self.store.ops[before:])
 
 
 @pytest.fixture
@@ -71,7 +76,7 @@ def test_first_upload_then_nothing_to_do_costs_one_list_and_one_get(store, tmp_p
     first = run()
     assert first.exit_code == 0
     assert set(kinds(first).values()) == {Kind.UPLOAD}
-    assert run.sent == Counter({"ListObjectsV2": 1, "PutObject": len(SITE) + 1})  # + the state object
+    assert run.sent == Counter({"ListObjectsV2": 1, "PutObject": len(SITE) + 1}) + LOCKED  # + the state object
     for rel, body in SITE.items():
         assert store.objects[rel].body == body
     entries = state_of(store)
@@ -93,7 +98,7 @@ def test_a_header_change_is_one_copy_of_each_object_and_a_new_state(store, tmp_p
     assert updates == {"index.html": "cache_control", "about/index.html": "cache_control"}
     # The state vouched for the headers; each copy first reads what it must keep (no ACL read).
     assert run.sent == Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "CopyObject": 2,
-                                "PutObject": 2})  # the state: entries retired, then the new one
+                                "PutObject": 2}) + LOCKED  # the state: entries retired, then the new one
     assert store.objects["index.html"].headers.cache_control == "max-age=60"
     assert state_of(store)["index.html"].headers.cache_control == "max-age=60"
     run(cache_control='{".html": "max-age=60"}')
@@ -109,8 +114,8 @@ def test_changed_and_removed_files_are_uploaded_and_deleted_last(store, tmp_path
     summary = run()
     assert {k: (a.kind, a.reason) for k, a in ((a.key, a) for a in summary.plan.actions) if a.kind is not Kind.SKIP} \
         == {"css/site.css": (Kind.UPLOAD, Reason.SIZE), "img/logo.png": (Kind.DELETE, Reason.ORPHAN)}
-    assert store.writes()[-3:] == [("PutObject", "css/site.css"), ("DeleteObjects", "img/logo.png"),
-                                   ("PutObject", STATE)]
+    assert store.writes()[-5:] == [("PutObject", LOCK), ("PutObject", "css/site.css"),
+                                   ("DeleteObjects", "img/logo.png"), ("PutObject", STATE), ("DeleteObject", LOCK)]
     assert "img/logo.png" not in store.objects and "img/logo.png" not in state_of(store)
 
 

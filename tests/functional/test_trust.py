@@ -9,7 +9,7 @@ from collections import Counter
 from drone_s3_sync.model import Kind
 from drone_s3_sync.state import decode, read, state_key
 from support.memory_store import MemoryStore
-from test_pipeline import SITE, Run, tree
+from test_pipeline import LOCKED, SITE, Run, tree
 
 NOTHING_TO_DO = Counter({"ListObjectsV2": 1, "GetObject": 1})
 
@@ -29,7 +29,7 @@ def test_headers_edited_in_place_by_another_tool_are_restored_by_the_next_run(tm
     assert changes(summary) == {"index.html": (Kind.UPDATE, "cache_control"), "css/site.css": (Kind.UPDATE, "acl")}
     # Only the two objects written after the state are checked with S3.
     assert run.sent == Counter({"ListObjectsV2": 1, "GetObject": 1, "HeadObject": 2, "GetObjectAcl": 2,
-                                "CopyObject": 2, "PutObject": 1})  # the new state only: nothing to retire
+                                "CopyObject": 2, "PutObject": 1}) + LOCKED  # the new state only: nothing to retire
     assert store.objects["index.html"].headers.cache_control == "max-age=60"
     assert store.objects["css/site.css"].headers.acl == "private"
     store.now += 30
@@ -75,7 +75,7 @@ def test_a_state_copied_from_another_target_is_not_trusted(tmp_path):
     summary = prod()
     assert "written for s3://bucket/staging/, not for s3://bucket/prod/" in prod.err.getvalue()
     assert {k: d for k, (_, d) in changes(summary).items()} == {"prod/" + k: "cache_control" for k in SITE}
-    assert prod.sent["HeadObject"] == len(SITE)
+    assert prod.sent["HeadObject"] == len(SITE) + 1  # + the lock's look at the state
     entries, owner = read(store.objects[state_key("prod/")].body)
     assert owner == ("bucket", "prod/")
     assert {e.headers.cache_control for e in entries.values()} == {"max-age=600"}

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from drone_s3_sync.errors import RemoteError, StoreError
 from drone_s3_sync.model import ObjectHeaders, RemoteDetails, RemoteObject
+from drone_s3_sync.store import PRECONDITION_FAILED, Fetched
 
 STANDARD = "STANDARD"
 
@@ -40,13 +41,20 @@ class MemoryStore:
         self.bucket = bucket
         self.objects: Dict[str, StoredObject] = {}
         self.now = 1_780_000_000  # the server's clock, in whole seconds; moves only when told to
+        self.conditional = True  # False: a server that ignores If-Match / If-None-Match
         self.ops: List[Tuple[str, str]] = []  # (operation, key) in the order they were sent
         self._faults: Dict[Tuple[str, str], Tuple[str, Callable[[], None]]] = {}
+        self._hooks: Dict[Tuple[str, str], Callable[[], None]] = {}
 
     # ---------------------------------------------------------------- test helpers
     def fail(self, op: str, key: str, code: str = "InternalError", before: Optional[Callable[[], None]] = None) -> None:
         """Make `op` on `key` fail with `code` ("KeyboardInterrupt" raises one instead)."""
         self._faults[(op, key)] = (code, before or (lambda: None))
+
+    def on(self, op: str, key: str, action: Callable[[], None]) -> None:
+        """Run `action` once, just before `op` on `key` is answered: another
+        writer acting at that very moment."""
+        self._hooks[(op, key)] = action
 
     def op_counts(self) -> Counter:
         return Counter(op for op, _ in self.ops)
@@ -65,6 +73,9 @@ class MemoryStore:
 
     def _send(self, op: str, key: str = "") -> None:
         self.ops.append((op, key))
+        hook = self._hooks.pop((op, key), None)
+        if hook is not None:
+            hook()
         fault = self._faults.get((op, key))
         if fault is None:
             return
@@ -104,11 +115,30 @@ class MemoryStore:
                              kms_key=obj.headers.kms_key_id, storage_class=stored_class)
 
     def get_bytes(self, key: str) -> bytes:
-        self._send("GetObject", key)
-        return self._object(key).body
+        return self.fetch(key).body
 
-    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None) -> str:
+    def fetch(self, key: str) -> Fetched:
+        self._send("GetObject", key)
+        obj = self._object(key)
+        return Fetched(obj.body, obj.etag, float(self.now - obj.modified))
+
+    def head_etag(self, key: str) -> Optional[str]:
+        self._send("HeadObject", key)
+        obj = self.objects.get(key)
+        return obj.etag if obj is not None else None
+
+    def _check(self, key: str, if_match: Optional[str], if_none_match: bool) -> None:
+        current = self.objects.get(key)
+        if (if_none_match and current is not None) or \
+                (if_match is not None and (current is None or current.etag != if_match)):
+            raise StoreError(f"{PRECONDITION_FAILED}: At least one of the pre-conditions did not hold",
+                             PRECONDITION_FAILED)
+
+    def put_bytes(self, key: str, body: bytes, content_type: str, headers: Optional[ObjectHeaders] = None, *,
+                  if_match: Optional[str] = None, if_none_match: bool = False) -> str:
         self._send("PutObject", key)
+        if self.conditional:
+            self._check(key, if_match, if_none_match)
         return self._store(key, body, ObjectHeaders(content_type=content_type))
 
     def put_redirect(self, key: str, headers: ObjectHeaders) -> str:
@@ -116,8 +146,10 @@ class MemoryStore:
         return self._store(key, b"", headers)
 
     def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
-                     md5: Optional[str] = None) -> str:
+                     md5: Optional[str] = None, *, if_match: Optional[str] = None) -> str:
         self._send("CopyObject", key)
+        if self.conditional:
+            self._check(key, if_match, False)
         obj = self._object(key)
         kept = headers
         if details is not None and not headers.storage_class and details.storage_class != STANDARD:
@@ -165,6 +197,10 @@ class MemoryStore:
                 else:
                     self.objects.pop(key, None)
         return failures
+
+    def remove(self, key: str) -> None:
+        self._send("DeleteObject", key)
+        self.objects.pop(key, None)
 
     def cloudfront(self, quick: bool = False):
         raise AssertionError("the functional tests pass their own CloudFront client")

@@ -250,7 +250,7 @@ def test_document_of_a_run_with_a_failure() -> None:
     assert doc["warnings"] == ["w"]
     assert doc["delete_blocked"].startswith("1 delete(s) not done")
     assert doc["refused"] is None and doc["interrupted"] is None and doc["invalidation"] is None
-    assert doc["timings"] == {"scan": 0.5, "list": 0.25, "hash": None, "plan": None, "transfer": 9.0,
+    assert doc["timings"] == {"scan": 0.5, "list": 0.25, "hash": None, "plan": None, "lock": None, "transfer": 9.0,
                               "delete": None, "state": None, "invalidate": None}
 
 
