@@ -1080,6 +1080,7 @@ examples:
 
 exit status: 0 success, 1 some operation failed, 2 invalid settings,
   3 refused by a safety guard (allow_empty_source, max_delete): nothing written,
+  4 the deploy lock is held by another run past lock_timeout: nothing written,
   130 / 143 interrupted by SIGINT / SIGTERM: nothing deleted.
 Set DEBUG=1 for detailed logs (secrets are never printed).
 """

@@ -89,11 +89,14 @@ class DeployLock:
     (this one was silent for longer than the ttl): the run must stop writing.
     """
 
-    def __init__(self, store: RemoteStore, key: str, *, timeout: float, endpoint: str = "",
+    def __init__(self, store: RemoteStore, key: str, *, timeout: float, endpoint: str = "", tested: bool = False,
                  notify: Callable[[str], None] = log.info, warn: Callable[[str], None] = log.warning,
                  environ: Optional[Mapping[str, str]] = None, ttl: float = TTL,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.store, self.key, self.timeout, self.endpoint = store, key, timeout, endpoint
+        # Whether the server honours conditional writes: AWS does; an S3-compatible
+        # server is tested once, and the state records the answer (`tested`).
+        self.honoured = tested or not endpoint
         self.notify, self.warn, self.sleep, self.clock = notify, warn, sleep, clock
         self.holder = Holder.of_this_run(os.environ if environ is None else environ, ttl)
         self.etag: Optional[str] = None
@@ -123,7 +126,7 @@ class DeployLock:
                     raise LockError(f"cannot take the deploy lock {self.key}: {exc}") from None
             else:
                 self.held = True
-                if self.endpoint:
+                if not self.honoured:
                     self._check_conditions_honoured()
                 self._start_renewing()
                 return
@@ -171,6 +174,7 @@ class DeployLock:
             self.etag = self.store.put_bytes(self.key, self.holder.encode(), "application/json", if_none_match=True)
         except StoreError as exc:
             if exc.code == PRECONDITION_FAILED:
+                self.honoured = True
                 return
             if exc.code not in NOT_SUPPORTED:
                 raise LockError(f"cannot take the deploy lock {self.key}: {exc}") from None

@@ -189,7 +189,8 @@ class Run:
             yield planned
             return
         lock = DeployLock(self.store, lock_key(settings.target), timeout=settings.lock_timeout,
-                          endpoint=settings.endpoint, notify=self.reporter.info, warn=self.reporter.warn)
+                          endpoint=settings.endpoint, tested=planned.listing.conditional_writes,
+                          notify=self.reporter.info, warn=self.reporter.warn)
         with self.timed("lock"):
             lock.acquire()
         try:
@@ -287,9 +288,15 @@ class Run:
                 uploaded = [o.action.local for o in summary.outcomes if o.ok and o.action.kind is Kind.UPLOAD]
                 statefile.save(summary, listing, state_digests(uploaded, evidence, self.executors), stored,
                                store=self.store, bucket=settings.bucket, target=settings.target, rules=self.rules,
-                               warn=self.reporter.warn)
+                               warn=self.reporter.warn, conditional_writes=self.conditional_writes(listing))
         with self.timed("invalidate"):
             self.invalidate()
+
+    def conditional_writes(self, listing: statefile.Listing) -> bool:
+        """What the state records of the server: seen to honour conditional writes."""
+        if self.lock is not None and self.lock.held:
+            return self.lock.honoured
+        return listing.conditional_writes
 
     def check_lock(self) -> None:
         if self.lock is not None and self.lock.lost:

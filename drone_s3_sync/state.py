@@ -20,7 +20,7 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Set, Tuple, TYPE_CHECKING
+from typing import Dict, Mapping, NamedTuple, Optional, Set, Tuple, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .digest import Digest
@@ -68,10 +68,13 @@ def _headers_of(row: list) -> ObjectHeaders:
                          metadata=tuple((str(k), str(v)) for k, v in row[3]), acl=row[4], redirect=row[5], **later)
 
 
-def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None) -> bytes:
+def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None,
+           conditional_writes: bool = False) -> bytes:
     """Deterministic bytes: the same entries always give the same object.
     `owner`: the (bucket, target) the state describes, recorded so that a state
-    object copied to another bucket or target is not trusted there."""
+    object copied to another bucket or target is not trusted there.
+    `conditional_writes`: the server was seen to honour If-None-Match, so that
+    later runs need not test it again."""
     rows, index = [], {}
     objects = {}
     for key in sorted(entries):
@@ -84,6 +87,8 @@ def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None
     document = {"format": FORMAT, "tool": "drone-s3-sync", "headers": rows, "objects": objects}
     if owner is not None:
         document["bucket"], document["target"] = owner
+    if conditional_writes:
+        document["conditional_writes"] = True
     raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
@@ -93,23 +98,30 @@ def decode(data: bytes) -> Dict[str, Entry]:
     return read(data)[0]
 
 
-def read(data: bytes) -> Tuple[Dict[str, Entry], Optional[Tuple[str, str]]]:
-    """Entries from a state object and the (bucket, target) it was written for
-    (None when it does not say: written by an earlier release)."""
+class Document(NamedTuple):
+    entries: Dict[str, Entry]
+    owner: Optional[Tuple[str, str]] = None  # (bucket, target); None: written by an earlier release
+    conditional_writes: bool = False
+
+
+def read(data: bytes) -> Document:
+    """Entries from a state object, the (bucket, target) it was written for,
+    and whether the server is known to honour conditional writes."""
     try:
         document = json.loads(gzip.decompress(data).decode("utf-8"))
         if document.get("format") != FORMAT:
             log.warning("state object has format %r; ignoring it", document.get("format"))
-            return {}, None
+            return Document({})
         headers = [_headers_of(row) for row in document["headers"]]
         owner = None
         if isinstance(document.get("bucket"), str) and isinstance(document.get("target"), str):
             owner = (document["bucket"], document["target"])
-        return {key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
-                for key, v in document["objects"].items()}, owner
+        return Document({key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
+                         for key, v in document["objects"].items()}, owner,
+                        document.get("conditional_writes") is True)
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
-        return {}, None
+        return Document({})
 
 
 def entries_at_risk(plan: Plan, stored: Mapping[str, Entry], remotes: Mapping[str, RemoteObject]) -> Set[str]:

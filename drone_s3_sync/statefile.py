@@ -43,6 +43,7 @@ class Listing:
     entries: Mapping[str, Entry] = field(default_factory=dict)
     unread: bool = False
     refresh: bool = False
+    conditional_writes: bool = False  # the state says the server honours conditional writes
 
     @property
     def exists(self) -> bool:
@@ -65,7 +66,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         return Listing(remotes, stored, {}, unread=True)
     # What was read decides the condition of the next write of the state.
     stored = replace(stored, etag=fetched.etag)
-    entries, owner = read(fetched.body)
+    entries, owner, conditional = read(fetched.body)
     if owner is not None and owner != (bucket, target):
         warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
              "(copied from another deployment?); it is ignored and every object is checked with S3")
@@ -74,7 +75,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
     if len(trusted) < len(entries):
         log.debug("state: %d object(s) written after the state object are checked with S3",
                   len(entries) - len(trusted))
-    return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries))
+    return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries), conditional_writes=conditional)
 
 
 def current(store: RemoteStore, listing: Listing, *, target: str, use_state: bool) -> bool:
@@ -132,7 +133,8 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, tar
         return Retired(stored, etag)
     kept = {k: e for k, e in stored.items() if k not in at_risk}
     try:
-        etag = _put(store, key, encode(kept, (bucket, target)), rules, etag, listing.exists)
+        etag = _put(store, key, encode(kept, (bucket, target), listing.conditional_writes), rules, etag,
+                    listing.exists)
     except StoreError as exc:
         if exc.code == PRECONDITION_FAILED:
             raise RemoteError(f"the state object {key} was written by another run since this one read it; "
@@ -159,7 +161,8 @@ def _put(store: RemoteStore, key: str, body: bytes, rules: HeaderRules, etag: Op
 
 
 def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: RemoteStore,
-         bucket: str, target: str, rules: HeaderRules, warn: Callable[[str], None]) -> None:
+         bucket: str, target: str, rules: HeaderRules, warn: Callable[[str], None],
+         conditional_writes: bool = False) -> None:
     """Record what every object now is; written when that changed, when the
     state must be refreshed, or when the run wrote any object (so that the
     state is never older than an object it vouches for). Entries of
@@ -169,12 +172,13 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     entries = next_state(summary, listing.remotes, digests)
     entries.update(kept_entries(listing, {a.key for a in summary.plan.actions}))
     wrote = {o.action.key for o in summary.outcomes if o.ok and o.action.kind is not Kind.DELETE}
-    if entries == dict(old.entries) and not listing.refresh and not wrote:
+    if entries == dict(old.entries) and not listing.refresh and not wrote \
+            and conditional_writes == listing.conditional_writes:
         return
     key = state_key(target)
     exists = listing.exists or old.etag is not None
     try:
-        _put(store, key, encode(entries, (bucket, target)), rules, old.etag, exists)
+        _put(store, key, encode(entries, (bucket, target), conditional_writes), rules, old.etag, exists)
         return
     except StoreError as exc:
         if exc.code != PRECONDITION_FAILED:
@@ -188,14 +192,14 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     except StoreError as exc:
         warn(f"cannot write the state object {key}: another run wrote it meanwhile, and it cannot be read ({exc})")
         return
-    their_entries, _ = read(theirs.body)
+    their_entries = read(theirs.body).entries
     before = dict(old.entries)
     changed = {k for k in set(their_entries) | set(before) if their_entries.get(k) != before.get(k)}
     merged = {k: e for k, e in entries.items() if k not in wrote and k not in changed}
     warn(f"another run wrote to this target at the same time: {len(wrote | changed)} object(s) written by either "
          "run are checked with S3 by the next run")
     try:
-        _put(store, key, encode(merged, (bucket, target)), rules, theirs.etag, True)
+        _put(store, key, encode(merged, (bucket, target), conditional_writes), rules, theirs.etag, True)
     except StoreError as exc:
         warn(f"cannot write the state object {key}: {exc}")
 

@@ -42,6 +42,9 @@ FAKE_SECRET = "testing"
 # would only add noise to failure output.
 _RECORDED_HEADERS = (
     "x-amz-copy-source",
+    "x-amz-copy-source-if-match",
+    "if-match",
+    "if-none-match",
     "x-amz-copy-source-range",
     "x-amz-acl",
     "x-amz-grant-read",
@@ -210,6 +213,34 @@ def _ownership_rule(bucket: str) -> Optional[str]:
     return None
 
 
+def _copy_precondition_fails(rec: Request) -> bool:
+    """Would S3 refuse this CopyObject because its source no longer has the
+    ETag named in x-amz-copy-source-if-match? moto ignores that header; S3
+    answers 412 PreconditionFailed, and the product relies on it."""
+    wanted = rec.headers.get("x-amz-copy-source-if-match")
+    if rec.op != "CopyObject" or not wanted:
+        return False
+    from urllib.parse import unquote
+
+    from moto.s3.models import s3_backends
+
+    source = unquote(rec.headers.get("x-amz-copy-source", "")).lstrip("/").split("?", 1)[0]
+    bucket, _, key = source.partition("/")
+    for account_id in list(s3_backends.keys()):
+        found = s3_backends[account_id]["aws"].buckets.get(bucket)
+        if found is not None:
+            current = found.keys.get(key)
+            return current is None or current.etag.strip('"') != wanted.strip('"')
+    return True
+
+
+_PRECONDITION_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message>"
+    b"<RequestId>0000000000000000</RequestId><HostId>emulated-by-conftest</HostId></Error>"
+)
+
+
 def _acl_refusal(rec: Request) -> bool:
     """Would real S3 refuse this request because the bucket has ACLs disabled?
 
@@ -266,6 +297,7 @@ class Fault:
     op: str
     key: Union[None, str, Pattern[str]] = None
     bucket: Optional[str] = None
+    access_key: Optional[str] = None  # only requests signed with this key id: one run among several
     status: int = 500
     code: str = "InternalError"
     times: Optional[int] = 1
@@ -280,6 +312,8 @@ class Fault:
         if self.op != "*" and rec.op != self.op:
             return False
         if self.bucket is not None and rec.bucket != self.bucket:
+            return False
+        if self.access_key is not None and rec.access_key != self.access_key:
             return False
         if self.key is None:
             return True
@@ -382,6 +416,13 @@ class RecordingMotoServer:
                                                                ("Content-Length", str(len(body)))])
                     return [body]
 
+            if _copy_precondition_fails(rec):
+                _drain(environ)
+                rec.status, rec.emulated = 412, True
+                start_response("412 Precondition Failed", [("Content-Type", "application/xml"),
+                                                           ("Content-Length", str(len(_PRECONDITION_BODY)))])
+                return [_PRECONDITION_BODY]
+
             if _acl_refusal(rec):
                 _drain(environ)
                 rec.status, rec.emulated = 400, True
@@ -461,6 +502,20 @@ class RecordingMotoServer:
         finally:
             with self._lock:
                 self._paused -= 1
+
+    def age_object(self, bucket: str, key: str, seconds: float) -> None:
+        """Make an object look written `seconds` earlier, as if that much time had passed."""
+        import datetime
+
+        from moto.s3.models import s3_backends
+
+        for account_id in list(s3_backends.keys()):
+            found = s3_backends[account_id]["aws"].buckets.get(bucket)
+            if found is not None and key in found.keys:
+                stored = found.keys[key]
+                stored.last_modified = stored.last_modified - datetime.timedelta(seconds=seconds)
+                return
+        raise KeyError(f"no object {key} in {bucket}")
 
     @contextlib.contextmanager
     def clock_ahead(self, seconds: float) -> Iterator[None]:
