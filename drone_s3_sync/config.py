@@ -658,6 +658,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("target", ("PLUGIN_TARGET",), parse_target, "Key prefix in the bucket; '/' is the bucket root. Default: '/'.", "PREFIX"),
     Option("delete", ("PLUGIN_DELETE",), parse_bool, "Delete objects under the target that are not in the source (after all uploads succeeded).", flag=True),
     Option("allow_empty_source", ("PLUGIN_ALLOW_EMPTY_SOURCE",), parse_bool, "With delete: let a source that has no files (an empty folder, a glob matching nothing) delete everything under the target. Without it such a run is refused before any write (exit 3).", flag=True),
+    Option("allow_nested_delete", ("PLUGIN_ALLOW_NESTED_DELETE",), parse_bool, "With delete: let this run delete the objects of other deployments nested under its target (prefixes with a state object of their own). Without it such a run is refused before any write (exit 3); their state and lock objects are never deleted.", flag=True),
     Option("max_delete", ("PLUGIN_MAX_DELETE",), parse_max_delete, "With delete: refuse the run before any write (exit 3) when it would delete more than N objects, or more than N% of the objects under the target. Default: no limit.", "N|N%"),
     Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
     Option("content_type", ("PLUGIN_CONTENT_TYPE",), parse_rules, "Content-Type for all files, or a map of '.ext'/glob to type. Default: built-in table.", "TYPE|MAP"),
@@ -717,6 +718,7 @@ class Settings:
     target: str = ""
     delete: bool = False
     allow_empty_source: bool = False
+    allow_nested_delete: bool = False
     max_delete: Optional[DeleteLimit] = None  # None: no limit
     acl: Rules = ()
     content_type: Rules = ()
@@ -1079,7 +1081,8 @@ examples:
   drone-s3-sync --config deploy.yml --dry-run
 
 exit status: 0 success, 1 some operation failed, 2 invalid settings,
-  3 refused by a safety guard (allow_empty_source, max_delete): nothing written,
+  3 refused by a safety guard (allow_empty_source, allow_nested_delete, max_delete):
+    nothing written,
   4 the deploy lock is held by another run past lock_timeout: nothing written,
   130 / 143 interrupted by SIGINT / SIGTERM: nothing deleted.
 Set DEBUG=1 for detailed logs (secrets are never printed).

@@ -32,7 +32,7 @@ from .redact import Redactor, one_line
 from .report import Reporter
 from .rules import HeaderRules, Selection
 from .scan import ScanResult, check_source, files_named, scan
-from .keys import lock_key, state_key
+from .keys import STATE_NAME, lock_key, state_key
 from .lock import DeployLock
 from .store import RemoteStore
 from .transfer import Writer, delete
@@ -174,7 +174,9 @@ class Run:
             for key in sorted(evidence.read_errors):
                 self.reporter.warn(evidence.read_errors[key])
             summary.plan, summary.errors = plan, problems
-            refusal = guards.refusal(plan, settings, local_files=len(scanned.files), remote_objects=len(remotes))
+            nested = [k[:-len(STATE_NAME)] for k in listing.remotes if k.endswith(STATE_NAME)]
+            refusal = guards.refusal(plan, settings, local_files=len(scanned.files), remote_objects=len(remotes),
+                                     nested=nested)
         return Planned(listing, evidence, plan, refusal, cache)
 
     @contextlib.contextmanager

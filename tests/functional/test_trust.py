@@ -99,6 +99,27 @@ def test_two_selections_into_one_target_keep_each_others_entries(tmp_path):
 def test_a_parent_target_never_deletes_a_nested_targets_state(tmp_path):
     store = MemoryStore()
     Run(store, tree(tmp_path / "blog", {"post.html": b"p"}), target="blog/")()
-    summary = Run(store, tree(tmp_path, SITE), delete="true")()
+    summary = Run(store, tree(tmp_path, SITE), delete="true", allow_nested_delete="true")()
     deleted = {a.key for a in summary.plan.actions if a.kind is Kind.DELETE}
     assert state_key("blog/") not in deleted and state_key("blog/") in store.objects
+
+
+def test_a_root_delete_that_would_empty_another_deployment_is_refused(tmp_path):
+    from drone_s3_sync.errors import GuardError
+    import pytest
+
+    store = MemoryStore()
+    Run(store, tree(tmp_path / "blog", {"post.html": b"p", "feed.xml": b"f"}), target="blog/")()
+    root = Run(store, tree(tmp_path, SITE), delete="true")
+    with pytest.raises(GuardError) as info:
+        root()
+    assert GuardError.exit_code == 3
+    text = str(info.value)
+    assert "would delete 2 objects of another deployment nested under s3://bucket/ (s3://bucket/blog/" in text
+    assert "exclude (for example 'blog/*')" in text and "allow_nested_delete" in text
+    assert not any(key.startswith(("index", "css", "about", "img")) for _, key in store.writes())  # nothing written
+    summary = Run(store, tree(tmp_path, SITE), delete="true", allow_nested_delete="true")()
+    deleted = {a.key for a in summary.plan.actions if a.kind is Kind.DELETE}
+    assert deleted == {"blog/post.html", "blog/feed.xml"}
+    assert state_key("blog/") in store.objects  # never deleted
+    Run(store, tree(tmp_path, SITE), delete="true", exclude="blog/*")()  # the other way out: no refusal

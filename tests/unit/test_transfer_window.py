@@ -57,7 +57,7 @@ class StandInStore:
                     on_done("etag-" + key, None)
             time.sleep(0.001)
 
-    def copy_headers(self, key, headers, details, md5=None):
+    def copy_headers(self, key, headers, details, md5=None, *, if_match=None):
         with self.lock:
             self.copied.append(key)
         return "etag"
