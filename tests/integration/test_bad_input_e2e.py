@@ -189,6 +189,10 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "0", "more than 0 and at most 3600 seconds", id="zero"),
         bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "15m", "not a number of seconds", id="unit"),
     ],
+    "lock_timeout": [
+        bad("PLUGIN_LOCK_TIMEOUT", "-1", "more than 0 and at most 3600 seconds", id="negative"),
+        bad("PLUGIN_LOCK_TIMEOUT", "5m", "not a number of seconds", id="unit"),
+    ],
     "dry_run": [bad("DRY_RUN", "perhaps", "true or false", id="alias")],
     "endpoint": [
         bad("PLUGIN_ENDPOINT", "ftp://x", "https://s3.example.com", id="ftp"),

@@ -58,7 +58,7 @@ def assert_schema(document: Dict[str, Any]) -> None:
     assert expected <= set(document), expected - set(document)
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", document["started"])
     assert document["started"] <= document["finished"]
-    assert set(document["timings"]) == {"scan", "list", "hash", "plan", "transfer", "delete", "state", "invalidate"}
+    assert set(document["timings"]) == {"scan", "list", "hash", "plan", "lock", "transfer", "delete", "state", "invalidate"}
     for action in document["actions"]:
         assert set(action) == {"kind", "key", "reason", "detail", "redirect", "bytes", "result", "ok", "error",
                                "seconds"}

@@ -53,14 +53,14 @@ def test_two_deploys_at_once_the_second_waits_then_plans_from_what_the_first_lef
     # Run A's uploads each take a second: B starts while A holds the lock.
     s3_server.inject("PutObject", re.compile(FILES), delay=1.0, answer=False, times=None, access_key=key_id("a"))
     proc_a = start_sync(s3_server, a_env, a_src)
-    wait_for(lambda: any(r.op == "PutObject" and r.key == LOCK and r.status == 200 for r in s3_server.requests),
+    wait_for(lambda: any(r.op == "PutObject" and r.key == LOCK and r.status == 200 for r in s3_server.all_requests),
              "run A holding the lock", proc_a)
     proc_b = run_sync(b_env, cwd=b_src)
     out_a, err_a = proc_a.communicate(timeout=60)
     assert proc_a.returncode == 0, err_a
     ok(proc_b)
 
-    log = s3_server.requests
+    log = s3_server.all_requests
     a_released = next(i for i, r in enumerate(log) if r.op == "DeleteObject" and r.access_key == key_id("a"))
     b_locks = [(i, r.status) for i, r in enumerate(log) if r.op == "PutObject" and r.key == LOCK
                and r.access_key == key_id("b")]
@@ -74,7 +74,7 @@ def test_two_deploys_at_once_the_second_waits_then_plans_from_what_the_first_lef
     assert_bucket_is(s3, s3_server, bucket, b_files, "max-age=3")
     s3_server.reset()
     ok(run_sync(b_env, cwd=b_src))  # and the state B left vouches for exactly that
-    assert {r.op for r in s3_server.requests if r.bucket == bucket} == {"ListObjectsV2", "GetObject"}
+    assert {r.op for r in s3_server.all_requests if r.bucket == bucket} == {"ListObjectsV2", "GetObject"}
 
 
 def test_a_killed_run_leaves_a_lock_that_waits_others_then_goes_stale_and_is_taken_over(s3_server, s3, bucket,
@@ -84,7 +84,7 @@ def test_a_killed_run_leaves_a_lock_that_waits_others_then_goes_stale_and_is_tak
     env = plugin_env(bucket, target="site", cache_control="no-cache")
     s3_server.inject("PutObject", re.compile(FILES), delay=30.0, answer=False, times=None, access_key=key_id("k"))
     proc = start_sync(s3_server, as_run("k", env), src)
-    wait_for(lambda: any(r.op == "PutObject" and r.key == LOCK and r.status == 200 for r in s3_server.requests),
+    wait_for(lambda: any(r.op == "PutObject" and r.key == LOCK and r.status == 200 for r in s3_server.all_requests),
              "the lock taken", proc)
     proc.kill()  # SIGKILL: a CI timeout or an OOM kill; nothing is cleaned up
     proc.wait()
@@ -101,7 +101,7 @@ def test_a_killed_run_leaves_a_lock_that_waits_others_then_goes_stale_and_is_tak
     s3_server.reset()
     proc2 = ok(run_sync(env, cwd=src))
     assert f"took over the deploy lock {LOCK}" in proc2.stderr and f"pid {proc.pid}" in proc2.stderr
-    assert [r.status for r in s3_server.requests if r.op == "PutObject" and r.key == LOCK][:2] == [412, 200]
+    assert [r.status for r in s3_server.all_requests if r.op == "PutObject" and r.key == LOCK][:2] == [412, 200]
     assert_bucket_is(s3, s3_server, bucket, files, "no-cache")
     with s3_server.paused():
         assert LOCK not in {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
@@ -116,14 +116,14 @@ def test_a_header_copy_never_lands_on_bytes_another_writer_put_meanwhile(s3_serv
     # Hold this run's copy of index.html; meanwhile another tool uploads other bytes there.
     s3_server.inject("CopyObject", "site/index.html", delay=1.5, answer=False)
     proc = start_sync(s3_server, changed, src)
-    wait_for(lambda: any(r.op == "CopyObject" and r.key == "site/index.html" for r in s3_server.requests),
+    wait_for(lambda: any(r.op == "CopyObject" and r.key == "site/index.html" for r in s3_server.all_requests),
              "the copy sent", proc)
     with s3_server.paused():
         s3.put_object(Bucket=bucket, Key="site/index.html", Body=b"<h1>theirs</h1>", ContentType="text/html")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "site/index.html: another run or tool wrote this object after it was listed" in out
-    copy = next(r for r in s3_server.requests if r.op == "CopyObject" and r.key == "site/index.html")
+    copy = next(r for r in s3_server.all_requests if r.op == "CopyObject" and r.key == "site/index.html")
     assert copy.status == 412 and copy.headers["x-amz-copy-source-if-match"].strip('"')
     with s3_server.paused():
         theirs = s3.get_object(Bucket=bucket, Key="site/index.html")
@@ -143,7 +143,7 @@ def test_a_state_object_copied_from_staging_is_not_trusted_in_production(s3_serv
     s3_server.reset()
     proc = ok(run_sync(plugin_env(bucket, target="site", cache_control="max-age=600"), cwd=src))
     assert f"the state object {STATE} was written for s3://{bucket}/staging/" in proc.stderr
-    assert sorted(r.key for r in s3_server.requests if r.op == "HeadObject" and r.key != STATE) == \
+    assert sorted(r.key for r in s3_server.all_requests if r.op == "HeadObject" and r.key != STATE) == \
         ["site/app.js", "site/index.html"]
     assert_bucket_is(s3, s3_server, bucket, files, "max-age=600")
 
@@ -158,7 +158,7 @@ def test_two_pipelines_with_disjoint_selections_both_stay_cheap(s3_server, s3, b
     for env in (pages, assets, pages):
         s3_server.reset()
         proc = ok(run_sync(env, cwd=src))
-        assert {r.op for r in s3_server.requests if r.bucket == bucket} == {"ListObjectsV2", "GetObject"}, proc.stdout
+        assert {r.op for r in s3_server.all_requests if r.bucket == bucket} == {"ListObjectsV2", "GetObject"}, proc.stdout
 
 
 def test_the_lock_is_visible_in_the_request_log_and_costs_a_writing_run_three_requests(s3_server, bucket, make_tree,
@@ -166,7 +166,7 @@ def test_the_lock_is_visible_in_the_request_log_and_costs_a_writing_run_three_re
     src = make_tree({"a.txt": b"a"})
     env = plugin_env(bucket, target="site")
     ok(run_sync(env, cwd=src))
-    first = [(r.op, r.key, r.status) for r in s3_server.requests if r.key in (LOCK, STATE)]
+    first = [(r.op, r.key, r.status) for r in s3_server.all_requests if r.key in (LOCK, STATE)]
     # First run on this server: the lock, the test that the server refuses a
     # second conditional PUT, the look at the state (none yet), the state
     # (recording the answer), the release.
@@ -175,5 +175,5 @@ def test_the_lock_is_visible_in_the_request_log_and_costs_a_writing_run_three_re
     (src / "a.txt").write_bytes(b"b")
     s3_server.reset()
     ok(run_sync(env, cwd=src))
-    assert [(r.op, r.key) for r in s3_server.requests if r.key in (LOCK, STATE)] == [
+    assert [(r.op, r.key) for r in s3_server.all_requests if r.key in (LOCK, STATE)] == [
         ("GetObject", STATE), ("PutObject", LOCK), ("HeadObject", STATE), ("PutObject", STATE), ("DeleteObject", LOCK)]
