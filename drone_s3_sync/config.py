@@ -721,7 +721,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
     Option("report", ("PLUGIN_REPORT",), parse_report_path, "Write a JSON report of the run (the plan in a dry run) to this file, replaced atomically; its folder must exist. Written for every run whose settings are valid, also when it fails, is refused or is interrupted.", "FILE"),
     Option("json", ("PLUGIN_JSON",), parse_bool, "Print the JSON report (see report) on standard output instead of the action lines; the action lines and the summary go to standard error.", flag=True),
-    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
+    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY"),
     Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), partial(parse_credential, secret=True), "Secret access key; used only with access_key.", "SECRET", secret=True),
     Option("session_token", ("PLUGIN_SESSION_TOKEN", "AWS_SESSION_TOKEN"), partial(parse_credential, secret=True), "Session token of temporary keys; needs access_key and secret_key.", "TOKEN", secret=True),
     Option("assume_role", ("PLUGIN_ASSUME_ROLE", "ASSUME_ROLE"), parse_role_arn, "IAM role ARN to assume with STS for this run (with the other credentials, or with oidc_token_id). Refreshed before it expires.", "ARN"),
@@ -1060,7 +1060,10 @@ def debug_of(environ: Mapping[str, str]) -> bool:
 
 def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List[str]:
     """Every secret value this run could print by accident; output and logs mask them.
-    Without settings (they could not be read): the secrets in the environment."""
+    Without settings (they could not be read): the secrets in the environment.
+    Not the access key id (see redact.py), nor values too short to be a secret."""
+    from .redact import MIN_LENGTH as MIN_SECRET_LENGTH
+
     values = [environ.get("AWS_SECURITY_TOKEN", "")]
     for option in OPTIONS:
         if option.secret:
@@ -1071,7 +1074,7 @@ def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List
     endpoints = [settings.endpoint] if settings is not None else []
     endpoints += [environ.get(var, "") for option in OPTIONS if option.name == "endpoint" for var in option.env]
     values.extend(_url_password(url) for url in endpoints)
-    return [v.strip() for v in values if v and len(v.strip()) >= 4]
+    return [v.strip() for v in values if v and len(v.strip()) >= MIN_SECRET_LENGTH]
 
 
 def _url_password(url: str) -> str:

@@ -313,9 +313,20 @@ def test_secrets_of_lists_every_secret_trimmed() -> None:
         "AWS_SECRET_ACCESS_KEY": "env-secret",
     }
     found = secrets_of(from_sources([], environ), environ)
-    for value in ("AKIAPAIR", "pair-secret", "session-token-value", "env-secret"):
+    for value in ("pair-secret", "session-token-value", "env-secret"):
         assert value in found
     assert " pair-secret " not in found
+    assert "AKIAPAIR" not in found  # the access key id is not a secret
+
+
+@pytest.mark.parametrize("value", ["test", "minio12", "1234567"])
+def test_secrets_of_leaves_out_values_too_short_to_be_a_secret(value: str) -> None:
+    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_ACCESS_KEY": "test", "PLUGIN_SECRET_KEY": value,
+               "PLUGIN_ENDPOINT": f"http://user:{value}@127.0.0.1:9000"}
+    assert secrets_of(from_sources([], environ), environ) == []
+    longer = value.ljust(8, "x")  # 8 characters and more: a secret
+    environ["PLUGIN_SECRET_KEY"] = longer
+    assert secrets_of(from_sources([], environ), environ) == [longer, longer]
 
 
 def test_secrets_of_includes_a_dropped_half_pair() -> None:
