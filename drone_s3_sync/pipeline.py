@@ -275,7 +275,7 @@ class Run:
             self.reporter.warn(text)
         if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused below
             self.reporter.warn(f"the source {settings.source!r} has no files (an empty folder, or a glob that "
-                               f"matches nothing{guards.SELECTION_NOTE if self.selection else ''})")
+                               f"matches nothing{guards.SELECTION_NOTE if settings.include or settings.exclude else ''})")
         log.debug("%d local files, %d remote objects under %r, %d state entries",
                   len(scanned.files), len(remotes), settings.target, len(state))
 
