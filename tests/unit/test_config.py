@@ -811,11 +811,21 @@ def test_every_known_variable_and_other_variables_pass_silently() -> None:
     assert config.unknown_plugin_variables(environ) == []
 
 
-def test_cli_prints_unknown_variable_warnings_also_before_a_settings_error(capsys: pytest.CaptureFixture) -> None:
+def test_cli_refuses_a_misspelt_variable_with_the_closest_name(capsys: pytest.CaptureFixture) -> None:
     assert cli.run([], {"PLUGIN_BUCKT": "my-bucket"}) == 2
     err = capsys.readouterr().err
+    assert err == ("drone-s3-sync: invalid setting PLUGIN_BUCKT: is not a setting of drone-s3-sync; "
+                   "did you mean bucket (PLUGIN_BUCKET)?\n")
+
+
+def test_cli_prints_tolerated_variable_warnings_also_before_a_settings_error(capsys: pytest.CaptureFixture) -> None:
+    # PLUGIN_DEBUG (a `debug:` setting copied from another plugin) and an empty
+    # unknown variable set nothing: a warning, printed before the error it may explain.
+    assert cli.run([], {"PLUGIN_DEBUG": "true", "PLUGIN_BUCKT": ""}) == 2
+    err = capsys.readouterr().err
+    assert "warning: PLUGIN_DEBUG is not a setting of drone-s3-sync; set DEBUG=1 for detailed logs" in err
     assert "warning: PLUGIN_BUCKT is not a setting of drone-s3-sync; did you mean bucket (PLUGIN_BUCKET)?" in err
-    assert err.index("warning: PLUGIN_BUCKT") < err.index("invalid setting")
+    assert err.index("warning: PLUGIN_BUCKT") < err.index("invalid setting bucket: is required")
 
 
 # ---------------------------------------------------------------- credentials, duplicates, state name
