@@ -1065,9 +1065,8 @@ def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
         env = ", ".join(option.env)
         text = f"{option.help} [env: {env}]".replace("%", "%%")  # argparse %-formats help
         if option.flag:
+            # --delete=false and --delete=true are taken out first by switch_values.
             parser.add_argument(flag, "--no-" + flag[2:], dest=option.name, action=_Switch, default=None, help=text)
-            # --delete=false and --delete=true, rewritten by switch_values.
-            parser.add_argument(flag + _SWITCH_VALUE, dest=option.name, default=None, help=argparse.SUPPRESS)
         else:
             parser.add_argument(flag, dest=option.name, metavar=option.metavar, default=None, help=text)
     parser.add_argument("paths", nargs="*", metavar="SOURCE s3://BUCKET[/PREFIX]", help=(
@@ -1086,8 +1085,7 @@ class _Parser(argparse.ArgumentParser):
         hint = "drone-s3-sync --help lists the flags"
         match = re.search(r"unrecognized arguments: (--[\w-]+)", message)
         if match:
-            flags = [s for action in self._actions for s in action.option_strings
-                     if s.startswith("--") and not s.endswith(_SWITCH_VALUE)]
+            flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
             close = difflib.get_close_matches(match.group(1).split("=")[0], flags, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else hint
         raise ConfigError("command line", f"{message}; {hint}")
@@ -1104,25 +1102,26 @@ class _Switch(argparse.Action):
         setattr(namespace, self.dest, "false" if (option_string or "").startswith("--no-") else "true")
 
 
-_SWITCH_VALUE = "=VALUE"
-SWITCHES = tuple("--" + o.name.replace("_", "-") for o in OPTIONS if o.flag)
+SWITCHES = {"--" + o.name.replace("_", "-"): o.name for o in OPTIONS if o.flag}
 
 
-def switch_values(argv: Sequence[str]) -> List[str]:
-    """`--delete=false` / `--delete=true` (any boolean word) as the parser takes
-    them; everything after `--` is left alone."""
-    result: List[str] = []
+def switch_values(argv: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """The arguments without `--delete=false` / `--delete=true` (any boolean
+    word, checked later like PLUGIN_DELETE's value), and those values by
+    setting name. Everything after `--` is left alone."""
+    rest: List[str] = []
+    values: Dict[str, str] = {}
     for index, arg in enumerate(argv):
         if arg == "--":
-            return result + list(argv[index:])
+            return rest + list(argv[index:]), values
         name, equals, value = arg.partition("=")
         if equals and name in SWITCHES:
-            result += [name + _SWITCH_VALUE, value]
+            values[SWITCHES[name]] = value
         elif equals and name.startswith("--no-") and "--" + name[5:] in SWITCHES:
             raise ConfigError(name, f"takes no value; use --{name[5:]}={value} or {name} alone")
         else:
-            result.append(arg)
-    return result
+            rest.append(arg)
+    return rest, values
 
 
 PATHS_FORMS = "give the folder and the bucket as SOURCE s3://BUCKET[/PREFIX], or use --source, --bucket and --target"
@@ -1165,7 +1164,10 @@ def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Flags over PLUGIN_* variables over config file over fallback variables
     (AMBIENT_VARIABLES) over defaults."""
     parser = build_parser()
-    args = parser.parse_intermixed_args(switch_values(argv))
+    rest, switched = switch_values(argv)
+    args = parser.parse_intermixed_args(rest)
+    for name, value in switched.items():
+        setattr(args, name, value)
     check_plugin_variables(environ)
     positional_settings(args)
     raw, origin = from_environment(environ, ambient=True)  # fallbacks first: everything else beats them
