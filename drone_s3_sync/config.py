@@ -1134,11 +1134,11 @@ def positional_settings(args: argparse.Namespace) -> None:
     paths = list(args.paths or [])
     if not paths:
         return
-    words = [p for p in paths if p.lower() in _TRUE | _FALSE]
-    if words:
-        raise ConfigError("command line", f"unexpected argument {words[0]!r}: a flag such as --delete takes no "
-                                          f"separate value; write --delete={words[0]} (or --delete / --no-delete)")
     if len(paths) != 2 or not paths[1].startswith("s3://") or paths[0].startswith("s3://"):
+        words = [p for p in paths if p.lower() in _TRUE | _FALSE]
+        if words:
+            raise ConfigError("command line", f"unexpected argument {words[0]!r}: a flag such as --delete takes no "
+                                              f"separate value; write --delete={words[0]} (or --delete / --no-delete)")
         if len(paths) == 2 and paths[0].startswith("s3://") and not paths[1].startswith("s3://"):
             raise ConfigError("command line", f"{paths[0]} {paths[1]}: this command publishes a folder to S3 and "
                                               f"does not download; write the folder first: {paths[1]} {paths[0]}")
