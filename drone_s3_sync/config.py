@@ -1232,7 +1232,10 @@ def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List
     # A password someone put into the endpoint URL (http://user:password@host).
     endpoints = [settings.endpoint] if settings is not None else []
     endpoints += [environ.get(var, "") for option in OPTIONS if option.name == "endpoint" for var in option.env]
-    values.extend(_url_password(url) for url in endpoints)
+    for password in filter(None, map(_url_password, endpoints)):
+        # Also as it stands in the URL: ":pw@" is no ordinary text even when the
+        # password alone is too short to be masked everywhere.
+        values += [password, f":{password}@"]
     return [v.strip() for v in values if v and len(v.strip()) >= MIN_SECRET_LENGTH]
 
 

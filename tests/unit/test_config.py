@@ -321,12 +321,21 @@ def test_secrets_of_lists_every_secret_trimmed() -> None:
 
 @pytest.mark.parametrize("value", ["test", "minio12", "1234567"])
 def test_secrets_of_leaves_out_values_too_short_to_be_a_secret(value: str) -> None:
-    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_ACCESS_KEY": "test", "PLUGIN_SECRET_KEY": value,
-               "PLUGIN_ENDPOINT": f"http://user:{value}@127.0.0.1:9000"}
+    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_ACCESS_KEY": "test", "PLUGIN_SECRET_KEY": value}
     assert secrets_of(from_sources([], environ), environ) == []
     longer = value.ljust(8, "x")  # 8 characters and more: a secret
     environ["PLUGIN_SECRET_KEY"] = longer
     assert secrets_of(from_sources([], environ), environ) == [longer, longer]
+
+
+@pytest.mark.parametrize("password, masked", [
+    ("pw", []),  # ":pw@" is too short to mask
+    ("pw-417x", [":pw-417x@"]),  # too short alone, but not as it stands in the URL
+    ("long-password", ["long-password", ":long-password@"]),
+])
+def test_secrets_of_masks_an_endpoint_password_as_it_stands_in_the_url(password: str, masked: list) -> None:
+    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_ENDPOINT": f"http://user:{password}@127.0.0.1:9000"}
+    assert set(secrets_of(from_sources([], environ), environ)) == set(masked)
 
 
 def test_secrets_of_includes_a_dropped_half_pair() -> None:
