@@ -6,7 +6,7 @@ Python API::
     summary = sync(Settings.create(bucket="my-site", source="public", delete=True))
 """
 
-__version__ = "2.0.0.dev0"
+__version__ = "2.0.0"
 
 __all__ = ["Settings", "sync", "__version__"]
 

@@ -488,26 +488,47 @@ def parse_endpoint(name: str, raw: Any) -> str:
     return text.rstrip("/")
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$", re.IGNORECASE)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Website and virtual-host names that the plugin's own docs put in `bucket:`.
 _BUCKET_HOST = re.compile(
     r"^(?P<bucket>.+?)\.s3(?:-website)?(?:[.-](?P<region>[a-z]{2}(?:-[a-z]+)+-\d))?\.amazonaws\.com$"
 )
+BUCKET_FORMS = ("use the bucket's name (3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a "
+                "letter or digit), s3://name, or a host name like my-bucket.s3-website-us-east-1.amazonaws.com")
+
+
+def _flag_or_key(label: str, name: str) -> str:
+    """How to write setting `name` where `label` (a flag, a variable, a file key) was written."""
+    if label.startswith("--"):
+        return "--" + name.replace("_", "-")
+    return f"PLUGIN_{name.upper()}" if label.startswith("PLUGIN_") else f"{name}:"
 
 
 def parse_bucket(name: str, raw: Any) -> Tuple[str, Optional[str]]:
-    """Returns (bucket, region found in a host name or None)."""
+    """Returns (bucket, region found in a host name or None). A name S3 would
+    refuse is refused here, before any request: S3 would only answer that no
+    such bucket exists."""
     text = _text(name, raw)
-    if text.startswith("s3://"):
-        text = text[5:].rstrip("/")
+    if text.lower().startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        if prefix.strip("/"):
+            raise ConfigError(name, f"{text!r} names a bucket and a folder in it; give them apart: "
+                                    f"{_flag_or_key(name, 'bucket')} {bucket} {_flag_or_key(name, 'target')} "
+                                    f"{prefix.strip('/')}")
+        text = bucket
     match = _BUCKET_HOST.match(text)
     region = None
     if match:
         text, region = match.group("bucket"), match.group("region")
-    if not _BUCKET.match(text):
-        raise ConfigError(name, f"{raw!r} is not a bucket name; use the bucket's name (3 to 63 letters, digits, "
-                                "'.' and '-'), s3://name, or a host name like "
-                                "my-bucket.s3-website-us-east-1.amazonaws.com")
+    if not text:
+        raise ConfigError(name, f"is empty; {BUCKET_FORMS}")
+    if not _BUCKET.match(text) or ".." in text or re.match(r"^\d+\.\d+\.\d+\.\d+$", text):
+        problem = "is not a valid bucket name"
+        if re.search(r"[A-Z_]", text) and _BUCKET.match(text.lower().replace("_", "-")):
+            problem += f" (bucket names have no capitals or '_'; did you mean {text.lower().replace('_', '-')!r}?)"
+        elif "/" in text:
+            problem += " (a bucket name has no '/'; put the folder in target)"
+        raise ConfigError(name, f"{str(raw).strip()!r} {problem}; {BUCKET_FORMS}")
     return text, region
 
 
@@ -693,7 +714,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("quiet", ("PLUGIN_QUIET",), parse_bool, "Print only failures and the summary line (for cron).", flag=True),
     Option("report", ("PLUGIN_REPORT",), parse_report_path, "Write a JSON report of the run (the plan in a dry run) to this file, replaced atomically; its folder must exist. Written for every run whose settings are valid, also when it fails, is refused or is interrupted.", "FILE"),
     Option("json", ("PLUGIN_JSON",), parse_bool, "Print the JSON report (see report) on standard output instead of the action lines; the action lines and the summary go to standard error.", flag=True),
-    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY", secret=True),
+    Option("access_key", ("PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), partial(parse_credential, secret=False), "Access key id; used only with secret_key. Default: the AWS credential chain.", "KEY"),
     Option("secret_key", ("PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"), partial(parse_credential, secret=True), "Secret access key; used only with access_key.", "SECRET", secret=True),
     Option("session_token", ("PLUGIN_SESSION_TOKEN", "AWS_SESSION_TOKEN"), partial(parse_credential, secret=True), "Session token of temporary keys; needs access_key and secret_key.", "TOKEN", secret=True),
     Option("assume_role", ("PLUGIN_ASSUME_ROLE", "ASSUME_ROLE"), parse_role_arn, "IAM role ARN to assume with STS for this run (with the other credentials, or with oidc_token_id). Refreshed before it expires.", "ARN"),
@@ -803,8 +824,12 @@ def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = 
         values[name] = by_name[name].parse(label, raw_value)
     if not values.get("bucket"):
         raise ConfigError(origin.get("bucket", "bucket"), "is required (PLUGIN_BUCKET, --bucket or 'bucket:' in the config file)")
-    if "region" not in values or not values["region"]:
-        values["region"] = region_from_bucket or "us-east-1"
+    if region_from_bucket and (not values.get("region") or origin.get("region") in AMBIENT_VARIABLES):
+        # The region in a website host name is explicit: it beats AWS_REGION and AWS_DEFAULT_REGION.
+        values["region"] = region_from_bucket
+        values["labels"] = tuple((n, where) for n, where in values["labels"] if n != "region")
+    elif not values.get("region"):
+        values["region"] = "us-east-1"
     if not values.get("source"):
         values.pop("source", None)
     if bool(values.get("access_key")) != bool(values.get("secret_key")):
@@ -819,28 +844,67 @@ def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = 
     return Settings(**values)
 
 
+def fallbacks(settings: Settings) -> List[Tuple[str, Any, str]]:
+    """(setting, value, variable) of each setting whose value came from a
+    fallback variable (AMBIENT_VARIABLES) rather than from an explicit setting."""
+    return [(name, getattr(settings, name), where) for name, where in settings.labels if where in AMBIENT_VARIABLES]
+
+
+# PLUGIN_* variables that are no setting but are only warned about: many Drone
+# plugins take a `debug:` setting, and steps copied from them keep working.
 _VARIABLE_HINTS = {"PLUGIN_DEBUG": "set DEBUG=1 for detailed logs"}
 
 
-def unknown_plugin_variables(environ: Mapping[str, str]) -> List[str]:
-    """A warning for each PLUGIN_* variable that is no setting's (a typo in a
-    step's `settings:` would otherwise be ignored without a word)."""
+def _unknown_variables(environ: Mapping[str, str]) -> List[Tuple[str, str]]:
+    """(variable, hint) for each PLUGIN_* variable that is no setting's; the hint
+    ("; did you mean ...?") may be empty."""
     known = {var: option for option in OPTIONS for var in option.env}
     candidates = {var[len("PLUGIN_"):].lower(): var for var in known if var.startswith("PLUGIN_")}
-    warnings = []
+    found = []
     for var in sorted(environ):
         if not var.startswith("PLUGIN_") or var in known or var.replace("-", "_").replace(".", "_") in known:
             continue
-        text = f"{var} is not a setting of drone-s3-sync"
-        hint = _VARIABLE_HINTS.get(var)
+        hint = _VARIABLE_HINTS.get(var, "")
         close = difflib.get_close_matches(var[len("PLUGIN_"):].lower(), candidates, n=1, cutoff=0.7)
         if hint:
-            text += f"; {hint}"
+            hint = f"; {hint}"
         elif close:
             match = candidates[close[0]]
-            text += f"; did you mean {known[match].name} ({match})?"
-        warnings.append(text)
-    return warnings
+            hint = f"; did you mean {known[match].name} ({match})?"
+        found.append((var, hint))
+    return found
+
+
+NOT_A_SETTING = "is not a setting of drone-s3-sync"
+
+
+def unknown_plugin_variables(environ: Mapping[str, str]) -> List[str]:
+    """A message for each PLUGIN_* variable that is no setting's."""
+    return [f"{var} {NOT_A_SETTING}{hint}" for var, hint in _unknown_variables(environ)]
+
+
+def _refused_variable(var: str, environ: Mapping[str, str]) -> bool:
+    """An unknown variable with a value is a settings error (a typo in a step's
+    `settings:` would otherwise be ignored while the run goes on to the live
+    bucket). One without a value sets nothing, and one in _VARIABLE_HINTS is a
+    habit from other plugins: those are only warned about."""
+    return var not in _VARIABLE_HINTS and bool(environ[var].strip())
+
+
+def plugin_variable_warnings(environ: Mapping[str, str]) -> List[str]:
+    """Warnings for the unknown PLUGIN_* variables that are not refused."""
+    return [f"{var} {NOT_A_SETTING}{hint}" for var, hint in _unknown_variables(environ)
+            if not _refused_variable(var, environ)]
+
+
+def check_plugin_variables(environ: Mapping[str, str]) -> None:
+    """Refuse the unknown PLUGIN_* variables that have a value, before anything runs."""
+    refused = [(var, hint) for var, hint in _unknown_variables(environ) if _refused_variable(var, environ)]
+    if refused:
+        (var, hint), others = refused[0], [v for v, _ in refused[1:]]
+        more = f" (also not settings: {', '.join(others)})" if others else ""
+        hint = hint or "; remove it or correct its name (drone-s3-sync --help lists the settings)"
+        raise ConfigError(var, f"{NOT_A_SETTING}{hint}{more}")
 
 
 def setting_warnings(settings: Settings) -> List[str]:
@@ -904,12 +968,23 @@ def spelled_variables(environ: Mapping[str, str]) -> Dict[str, str]:
             if var.startswith("PLUGIN_") and ("-" in var or "." in var)}
 
 
-def from_environment(environ: Mapping[str, str]) -> Tuple[Dict[str, str], Dict[str, str]]:
-    """Values and their variable names; the first non-empty variable of an option wins."""
+# Variables a shell, a cron environment or another tool may set for reasons of
+# its own: fallbacks only. Every explicit setting (a flag, a PLUGIN_* variable,
+# a config-file key, the region in a website host name) beats them, and a value
+# taken from one is named on the first line of the run.
+AMBIENT_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION", "S3_SYNC_ENDPOINT", "S3_ENDPOINT", "DRY_RUN")
+
+
+def from_environment(environ: Mapping[str, str], *, ambient: bool = False) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Values and their variable names; the first non-empty variable of an option
+    wins. Only the explicit variables, or with `ambient` only the fallbacks
+    (AMBIENT_VARIABLES)."""
     values, origin = {}, {}
     spelled = spelled_variables(environ)
     for option in OPTIONS:
         for var in option.env:
+            if (var in AMBIENT_VARIABLES) != ambient:
+                continue
             name = var if var in environ else spelled.get(var, var)
             value = environ.get(name)
             if value is not None and value.strip() != "":
@@ -953,8 +1028,9 @@ def load_config_file(path: str) -> Tuple[Dict[str, Any], str]:
 def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
+        usage=f"{prog} [SOURCE s3://BUCKET[/PREFIX]] [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=HELP_DESCRIPTION,
         epilog=HELP_EPILOG,
@@ -964,14 +1040,92 @@ def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
         env = ", ".join(option.env)
         text = f"{option.help} [env: {env}]".replace("%", "%%")  # argparse %-formats help
         if option.flag:
-            parser.add_argument(flag, dest=option.name, action="store_const", const="true", default=None, help=text)
-            parser.add_argument("--no-" + option.name.replace("_", "-"), dest=option.name, action="store_const",
-                                const="false", help=argparse.SUPPRESS)
+            # --delete=false and --delete=true are taken out first by switch_values.
+            parser.add_argument(flag, "--no-" + flag[2:], dest=option.name, action=_Switch, default=None, help=text)
         else:
             parser.add_argument(flag, dest=option.name, metavar=option.metavar, default=None, help=text)
+    parser.add_argument("paths", nargs="*", metavar="SOURCE s3://BUCKET[/PREFIX]", help=(
+        "The folder to publish and where, as with aws s3 sync: the same as --source SOURCE --bucket BUCKET "
+        "--target PREFIX."))
     parser.add_argument("--config", metavar="FILE", help="YAML file with the same keys as the Drone 'settings:' block.")
     parser.add_argument("--version", action="version", version=version_text(__version__))
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake is a settings error like any other: one line
+    naming it (with the closest flag for a misspelt one), exit 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = "drone-s3-sync --help lists the flags"
+        match = re.search(r"unrecognized arguments: (--[\w-]+)", message)
+        if match:
+            flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            close = difflib.get_close_matches(match.group(1).split("=")[0], flags, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else hint
+        raise ConfigError("command line", f"{message}; {hint}")
+
+
+class _Switch(argparse.Action):
+    """A boolean flag and its --no- form: --delete / --no-delete."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, "false" if (option_string or "").startswith("--no-") else "true")
+
+
+SWITCHES = {"--" + o.name.replace("_", "-"): o.name for o in OPTIONS if o.flag}
+
+
+def switch_values(argv: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """The arguments without `--delete=false` / `--delete=true` (any boolean
+    word, checked later like PLUGIN_DELETE's value), and those values by
+    setting name. Everything after `--` is left alone."""
+    rest: List[str] = []
+    values: Dict[str, str] = {}
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return rest + list(argv[index:]), values
+        name, equals, value = arg.partition("=")
+        if equals and name in SWITCHES:
+            values[SWITCHES[name]] = value
+        elif equals and name.startswith("--no-") and "--" + name[5:] in SWITCHES:
+            raise ConfigError(name, f"takes no value; use --{name[5:]}={value} or {name} alone")
+        else:
+            rest.append(arg)
+    return rest, values
+
+
+PATHS_FORMS = "give the folder and the bucket as SOURCE s3://BUCKET[/PREFIX], or use --source, --bucket and --target"
+
+
+def positional_settings(args: argparse.Namespace) -> None:
+    """`drone-s3-sync public s3://my-site/docs`, the aws s3 sync habit: the same
+    as --source public --bucket my-site --target docs (a flag given as well is
+    a conflict)."""
+    paths = list(args.paths or [])
+    if not paths:
+        return
+    if len(paths) != 2 or not paths[1].startswith("s3://") or paths[0].startswith("s3://"):
+        words = [p for p in paths if p.lower() in _TRUE | _FALSE]
+        if words:
+            raise ConfigError("command line", f"unexpected argument {words[0]!r}: a flag such as --delete takes no "
+                                              f"separate value; write --delete={words[0]} (or --delete / --no-delete)")
+        if len(paths) == 2 and paths[0].startswith("s3://") and not paths[1].startswith("s3://"):
+            raise ConfigError("command line", f"{paths[0]} {paths[1]}: this command publishes a folder to S3 and "
+                                              f"does not download; write the folder first: {paths[1]} {paths[0]}")
+        shown = " ".join(paths)
+        raise ConfigError("command line", f"unexpected argument{'s' if len(paths) > 1 else ''} {shown!r}; "
+                                          f"{PATHS_FORMS}")
+    bucket, _, prefix = paths[1][len("s3://"):].partition("/")
+    for name, value in (("source", paths[0]), ("bucket", bucket), ("target", prefix or "/")):
+        if getattr(args, name) is not None:
+            raise ConfigError("--" + name, f"is given twice: as a flag and in {paths[0]} {paths[1]}; "
+                                           f"use one of them")
+        setattr(args, name, value)
 
 
 def version_text(version: str) -> str:
@@ -982,11 +1136,16 @@ def version_text(version: str) -> str:
 
 
 def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Flags over environment over config file over defaults."""
+    """Flags over PLUGIN_* variables over config file over fallback variables
+    (AMBIENT_VARIABLES) over defaults."""
     parser = build_parser()
-    args = parser.parse_args(list(argv))
-    raw: Dict[str, Any] = {}
-    origin: Dict[str, str] = {}
+    rest, switched = switch_values(argv)
+    args = parser.parse_intermixed_args(rest)
+    for name, value in switched.items():
+        setattr(args, name, value)
+    check_plugin_variables(environ)
+    positional_settings(args)
+    raw, origin = from_environment(environ, ambient=True)  # fallbacks first: everything else beats them
     base_dir = ""
     if args.config:
         file_values, base_dir = load_config_file(args.config)
@@ -1035,7 +1194,10 @@ def debug_of(environ: Mapping[str, str]) -> bool:
 
 def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List[str]:
     """Every secret value this run could print by accident; output and logs mask them.
-    Without settings (they could not be read): the secrets in the environment."""
+    Without settings (they could not be read): the secrets in the environment.
+    Not the access key id (see redact.py), nor values too short to be a secret."""
+    from .redact import MIN_LENGTH as MIN_SECRET_LENGTH
+
     values = [environ.get("AWS_SECURITY_TOKEN", "")]
     for option in OPTIONS:
         if option.secret:
@@ -1045,8 +1207,11 @@ def secrets_of(settings: Optional[Settings], environ: Mapping[str, str]) -> List
     # A password someone put into the endpoint URL (http://user:password@host).
     endpoints = [settings.endpoint] if settings is not None else []
     endpoints += [environ.get(var, "") for option in OPTIONS if option.name == "endpoint" for var in option.env]
-    values.extend(_url_password(url) for url in endpoints)
-    return [v.strip() for v in values if v and len(v.strip()) >= 4]
+    for password in filter(None, map(_url_password, endpoints)):
+        # Also as it stands in the URL: ":pw@" is no ordinary text even when the
+        # password alone is too short to be masked everywhere.
+        values += [password, f":{password}@"]
+    return [v.strip() for v in values if v and len(v.strip()) >= MIN_SECRET_LENGTH]
 
 
 def _url_password(url: str) -> str:
@@ -1065,7 +1230,10 @@ the CloudFront paths that changed.
 
 Settings come from (highest priority first) these flags, PLUGIN_* environment
 variables (how Drone and Woodpecker pass a step's `settings:`), a YAML file given
-with --config, and the defaults. Maps are JSON in flags and variables, YAML maps
+with --config, the fallback variables AWS_REGION, AWS_DEFAULT_REGION,
+S3_SYNC_ENDPOINT, S3_ENDPOINT and DRY_RUN (named on the first line of a run that
+uses one), and the defaults. A switch is turned on and off with --x / --no-x, or
+--x=true / --x=false. Maps are JSON in flags and variables, YAML maps
 in the file. In a rule map, a key like ".svg" or "" matches by extension (""
 means no extension); any other key is a glob on the path relative to the source,
 where * also matches '/'. The first matching rule, in the order written, wins.
@@ -1077,6 +1245,7 @@ HELP_EPILOG = """\
 examples:
   drone-s3-sync --bucket my-site --source public --delete \\
       --cache-control '{".html": "max-age=60", "assets/*": "max-age=31536000"}'
+  drone-s3-sync public s3://my-site/docs --delete=false
   PLUGIN_BUCKET=my-site PLUGIN_SOURCE=public drone-s3-sync
   drone-s3-sync --config deploy.yml --dry-run
 

@@ -251,7 +251,7 @@ class Run:
             reporter.warn(text)
         if not scanned.files and not (settings.delete and not settings.allow_empty_source):  # else: refused later
             reporter.warn(f"the source {settings.source!r} has no files (an empty folder, or a glob that "
-                          f"matches nothing{guards.SELECTION_NOTE if self.selection else ''})")
+                          f"matches nothing{guards.SELECTION_NOTE if settings.include or settings.exclude else ''})")
 
     def show_plan(self, plan: Plan, refusal: Optional[str]) -> None:
         """A dry run: the plan as the real run would carry it out."""

@@ -1,5 +1,10 @@
-"""Masks secret values (keys, session tokens) in any text this tool prints:
-log records with their tracebacks, report lines, error messages."""
+"""Masks secret values (secret keys, session tokens, OIDC tokens, endpoint
+passwords) in any text this tool prints: log records with their tracebacks,
+report lines, error messages.
+
+The access key id is not one of them: AWS calls it public (it names the key,
+it shows in CloudTrail and in signed URLs), and masking it garbled output with
+the short ids of local servers (`test` in LocalStack, MinIO's `minio`)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,12 @@ from typing import Iterable, List
 from urllib.parse import quote
 
 MASK = "****"
-MIN_LENGTH = 4  # shorter values would mask ordinary words
+# A value shorter than this is never masked. No real secret is that short (an
+# AWS secret key has 40 characters, a session token hundreds, and MinIO, Ceph
+# and Garage refuse secret keys under 8), while the stand-ins of local test
+# servers are (LocalStack's `test`): masking those garbled every line that
+# happened to contain the word, object keys included ("blog/latest").
+MIN_LENGTH = 8
 
 
 def _forms(secret: str) -> List[str]:

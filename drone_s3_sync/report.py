@@ -436,11 +436,13 @@ def report_document(settings: Any, summary: Summary, *, exit_code: int, finished
 
 
 def redact_all(value: Any, redact: Callable[[str], str]) -> Any:
-    """Every string in a JSON value masked, map keys included."""
+    """Every string in a JSON value masked, map keys included; not an object
+    key (a "key" field), which is published in the bucket anyway."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {redact_all(k, redact): redact_all(v, redact) for k, v in value.items()}
+        return {redact_all(k, redact): v if k == "key" and isinstance(v, str) else redact_all(v, redact)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [redact_all(v, redact) for v in value]
     return value

@@ -152,28 +152,76 @@ class _Patterns:
         return self._folder(rel.rpartition("/")[0]) or self._match(rel)
 
 
+# Never published unless `include` names them: version-control folders (a
+# repository's whole history) and .env files (its secrets). Both are in every
+# CI workspace, and `source: .` is the default.
+VCS_FOLDERS = (".git", ".hg", ".svn")
+
+
+def default_excluded(name: str) -> bool:
+    """A file or folder name left out by default: .git, .hg, .svn, .env, .env.*."""
+    return name in VCS_FOLDERS or name == ".env" or name.startswith(".env.")
+
+
 class Selection:
     """`include` / `exclude`: which paths relative to the source (the same as keys
     relative to the target) a run syncs. A path is selected when no include is
-    given or one covers it, and no exclude covers it. Not thread-safe (it caches
-    per folder); the pipeline uses it from one thread."""
+    given or one covers it, and no exclude covers it. With `defaults` (as for a
+    run), a path that is or is in a default-excluded entry (see
+    `default_excluded`) is left out too, unless an include pattern that names
+    such an entry (".env", ".git/*", "**/.env.production") covers it. Not
+    thread-safe (it caches per folder); the pipeline uses it from one thread."""
 
-    def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = ()):
+    def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = (), defaults: bool = False):
         self._include = _Patterns(include)
         self._exclude = _Patterns(exclude)
+        self._defaults = defaults
+        self._naming = _Patterns([p for p in include if any(name in p for name in VCS_FOLDERS + (".env",))])
+        self._hidden: Dict[str, bool] = {"": False}  # folder -> it is or is in a default-excluded entry
 
     @classmethod
     def of(cls, settings: Settings) -> "Selection":
-        return cls(settings.include, settings.exclude)
+        return cls(settings.include, settings.exclude, defaults=True)
 
     def __bool__(self) -> bool:
-        return bool(self._include) or bool(self._exclude)
+        return bool(self._include) or bool(self._exclude) or self._defaults
+
+    def _hidden_folder(self, folder: str) -> bool:
+        hidden = self._hidden.get(folder)
+        if hidden is None:
+            parent, _, name = folder.rpartition("/")
+            hidden = self._hidden[folder] = self._hidden_folder(parent) or default_excluded(name)
+        return hidden
+
+    def left_out_by_default(self, rel: str) -> bool:
+        """True when only the default excludes leave `rel` out: it is (or is in)
+        a .git, .hg, .svn, .env or .env.* entry, no exclude covers it (then
+        that is the reason), and no include that names such an entry covers it."""
+        if not self._defaults or self._exclude.cover(rel):
+            return False
+        folder, _, name = rel.rpartition("/")
+        if not (self._hidden_folder(folder) or default_excluded(name)):
+            return False
+        return not self._naming.cover(rel)
+
+    @staticmethod
+    def default_entry(rel: str) -> str:
+        """The default-excluded entry `rel` is or is in, as shown: ".git/", "app/.env"."""
+        parts = rel.split("/")
+        for index, name in enumerate(parts):
+            if default_excluded(name):
+                return "/".join(parts[:index + 1]) + ("/" if index < len(parts) - 1 else "")
+        return rel
 
     def selects(self, rel: str) -> bool:
         if self._include and not self._include.cover(rel):
             return False
-        return not self._exclude.cover(rel)
+        return not self._exclude.cover(rel) and not self.left_out_by_default(rel)
 
     def excludes_all_below(self, rel: str) -> bool:
-        """True when an exclude covers `rel` itself: no path below it can be selected."""
-        return bool(self._exclude) and self._exclude.cover(rel)
+        """True when an exclude, or a default exclude, covers `rel` itself: no
+        path below it can be selected. A default-excluded folder is still
+        entered when an include names such entries (include: .git/config)."""
+        if self._exclude and self._exclude.cover(rel):
+            return True
+        return not self._naming and self.left_out_by_default(rel)

@@ -11,7 +11,9 @@ skipped with a warning unless `allow_external_symlinks`. What cannot be read
 is reported by name; the keys of everything left out are returned so that no
 object is deleted for it. Files that `include`/`exclude` do not select are
 left out as if they were not there (no warning, no error); a folder an
-exclude pattern covers is not even entered.
+exclude pattern covers is not even entered. Version-control folders and .env
+files (see rules.default_excluded) are left out the same way unless include
+names them, with one warning line that counts them.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False
     check_source(source_path)
     base, pattern = split_glob(source_path)
     notes: List[_Note] = []
+    hidden: List[str] = []  # entries only the default excludes left out
     if pattern is None and os.path.isfile(base):
         # A file named as the source is published whatever it links to.
         root = os.path.dirname(base)
@@ -171,18 +174,29 @@ def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False
         root = base
         skip = None
         if selection:
-            skip = lambda rel: selection.excludes_all_below(unicodedata.normalize("NFC", rel))  # noqa: E731
+            def skip(rel: str) -> bool:
+                nfc = unicodedata.normalize("NFC", rel)
+                if not selection.excludes_all_below(nfc):
+                    return False
+                if selection.left_out_by_default(nfc):
+                    hidden.append(nfc + "/" if os.path.isdir(os.path.join(base, rel)) else nfc)
+                return True
         found, notes = _walk(base, allow_external_symlinks, skip)
         if pattern is not None:
             regex = glob_regex(pattern)
             found = [(rel, path) for rel, path in found if regex.match(rel)]
             # A folder that could not be entered may hold matching files: keep its notes.
             notes = [note for note in notes if note.folder or regex.match(note.rel)]
+            hidden = [rel for rel in hidden if rel.endswith("/") or regex.match(rel)]
     if selection:
         # A folder that could not be entered may hold selected files: keep its notes.
+        hidden += [selection.default_entry(unicodedata.normalize("NFC", rel)) for rel, _ in found
+                   if selection.left_out_by_default(unicodedata.normalize("NFC", rel))]
         found = [(rel, path) for rel, path in found if selection.selects(unicodedata.normalize("NFC", rel))]
         notes = [note for note in notes if note.folder or selection.selects(unicodedata.normalize("NFC", note.rel))]
     result = ScanResult(files=[], root=root)
+    if hidden:
+        result.warnings.append(default_excludes_note(sorted(set(hidden))))
 
     def leave_out(rel: str, text: str, error: bool = True, folder: bool = False) -> None:
         (result.problems if error else result.warnings).append(text)
@@ -221,6 +235,14 @@ def scan(source_path: str, target: str, *, allow_external_symlinks: bool = False
                                       mtime_ns=info.st_mtime_ns))
     result.files.sort(key=lambda f: f.key.encode("utf-8"))
     return result
+
+
+def default_excludes_note(entries: Sequence[str]) -> str:
+    """The one line that says what the default excludes left out."""
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    return (f"not published: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} left out by default ({shown}): "
+            "version-control folders (.git, .hg, .svn) and .env files are published only when include names them; "
+            "their objects are not deleted (exclude them to silence this line)")
 
 
 def _inside(path: str, folder: str) -> bool:

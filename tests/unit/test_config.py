@@ -313,9 +313,29 @@ def test_secrets_of_lists_every_secret_trimmed() -> None:
         "AWS_SECRET_ACCESS_KEY": "env-secret",
     }
     found = secrets_of(from_sources([], environ), environ)
-    for value in ("AKIAPAIR", "pair-secret", "session-token-value", "env-secret"):
+    for value in ("pair-secret", "session-token-value", "env-secret"):
         assert value in found
     assert " pair-secret " not in found
+    assert "AKIAPAIR" not in found  # the access key id is not a secret
+
+
+@pytest.mark.parametrize("value", ["test", "minio12", "1234567"])
+def test_secrets_of_leaves_out_values_too_short_to_be_a_secret(value: str) -> None:
+    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_ACCESS_KEY": "test", "PLUGIN_SECRET_KEY": value}
+    assert secrets_of(from_sources([], environ), environ) == []
+    longer = value.ljust(8, "x")  # 8 characters and more: a secret
+    environ["PLUGIN_SECRET_KEY"] = longer
+    assert secrets_of(from_sources([], environ), environ) == [longer, longer]
+
+
+@pytest.mark.parametrize("password, masked", [
+    ("pw", []),  # ":pw@" is too short to mask
+    ("pw-417x", [":pw-417x@"]),  # too short alone, but not as it stands in the URL
+    ("long-password", ["long-password", ":long-password@"]),
+])
+def test_secrets_of_masks_an_endpoint_password_as_it_stands_in_the_url(password: str, masked: list) -> None:
+    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_ENDPOINT": f"http://user:{password}@127.0.0.1:9000"}
+    assert set(secrets_of(from_sources([], environ), environ)) == set(masked)
 
 
 def test_secrets_of_includes_a_dropped_half_pair() -> None:
@@ -801,11 +821,21 @@ def test_every_known_variable_and_other_variables_pass_silently() -> None:
     assert config.unknown_plugin_variables(environ) == []
 
 
-def test_cli_prints_unknown_variable_warnings_also_before_a_settings_error(capsys: pytest.CaptureFixture) -> None:
+def test_cli_refuses_a_misspelt_variable_with_the_closest_name(capsys: pytest.CaptureFixture) -> None:
     assert cli.run([], {"PLUGIN_BUCKT": "my-bucket"}) == 2
     err = capsys.readouterr().err
+    assert err == ("drone-s3-sync: invalid setting PLUGIN_BUCKT: is not a setting of drone-s3-sync; "
+                   "did you mean bucket (PLUGIN_BUCKET)?\n")
+
+
+def test_cli_prints_tolerated_variable_warnings_also_before_a_settings_error(capsys: pytest.CaptureFixture) -> None:
+    # PLUGIN_DEBUG (a `debug:` setting copied from another plugin) and an empty
+    # unknown variable set nothing: a warning, printed before the error it may explain.
+    assert cli.run([], {"PLUGIN_DEBUG": "true", "PLUGIN_BUCKT": ""}) == 2
+    err = capsys.readouterr().err
+    assert "warning: PLUGIN_DEBUG is not a setting of drone-s3-sync; set DEBUG=1 for detailed logs" in err
     assert "warning: PLUGIN_BUCKT is not a setting of drone-s3-sync; did you mean bucket (PLUGIN_BUCKET)?" in err
-    assert err.index("warning: PLUGIN_BUCKT") < err.index("invalid setting")
+    assert err.index("warning: PLUGIN_BUCKT") < err.index("invalid setting bucket: is required")
 
 
 # ---------------------------------------------------------------- credentials, duplicates, state name

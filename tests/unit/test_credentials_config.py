@@ -208,10 +208,10 @@ def test_repr_never_shows_tokens() -> None:
 
 
 def test_secrets_of_covers_every_secret_setting_and_its_variables() -> None:
-    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_SECRET_KEY": "sec1", "PLUGIN_SESSION_TOKEN": " plugin-token ",
+    environ = {"PLUGIN_BUCKET": "my-bucket", "PLUGIN_SECRET_KEY": "secret-1", "PLUGIN_SESSION_TOKEN": " plugin-token ",
                "AWS_SESSION_TOKEN": "unused-env-token", "PLUGIN_ASSUME_ROLE": ROLE, "PLUGIN_OIDC_TOKEN_ID": TOKEN}
     found = secrets_of(Settings(bucket="my-bucket"), environ)  # values in variables, used or not
-    for value in ("sec1", "plugin-token", "unused-env-token", TOKEN):
+    for value in ("secret-1", "plugin-token", "unused-env-token", TOKEN):
         assert value in found
     flagged = from_sources(["--access-key", "AKIAFLAG", "--secret-key", "flag-secret", "--session-token", "flag-token"],
                            {"PLUGIN_BUCKET": "my-bucket"})

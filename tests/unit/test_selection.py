@@ -109,8 +109,14 @@ def test_patterns_see_only_the_relative_path():
 
 
 def test_no_patterns_select_everything():
+    selection = Selection()
+    assert not selection and selection.selects("anything/at/all") and selection.selects(".git/HEAD")
+
+
+def test_a_run_without_patterns_selects_everything_but_the_default_excludes():
     selection = Selection.of(make())
-    assert not selection and selection.selects("anything/at/all")
+    assert selection and selection.selects("anything/at/all")
+    assert not selection.selects(".git/HEAD") and not selection.selects("sub/.env")
 
 
 # ---------------------------------------------------------------- scan and listing
