@@ -91,9 +91,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run(argv: Sequence[str], environ) -> int:
-    from . import config
+    from . import sources
 
-    redact = Redactor(config.secrets_of(None, environ))
+    redact = Redactor(sources.secrets_of(None, environ))
     with stop_on_signals():
         try:
             return _run(argv, environ, redact)
@@ -103,7 +103,7 @@ def run(argv: Sequence[str], environ) -> int:
                          f"{stop.note or 'nothing was uploaded or deleted'}"), file=sys.stderr, flush=True)
             return stop.exit_code
         except Exception as exc:  # a bug, or an environment this code does not expect
-            debug = config.debug_of(environ)
+            debug = sources.debug_of(environ)
             hint = "" if debug else " (set DEBUG=1 for the traceback)"
             print(f"drone-s3-sync: internal error: {redact(one_line(exc))}{hint}", file=sys.stderr)
             if debug:
@@ -120,21 +120,21 @@ def _warn(warnings: Sequence[str], environ) -> None:
 
 
 def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
-    from . import config
+    from . import sources
     from .report import Reporter
 
-    # An unknown variable that is only warned about (see config.check_plugin_variables)
+    # An unknown variable that is only warned about (see sources.check_plugin_variables)
     # is reported even when the settings are refused: it may be the reason they are.
-    warnings = config.plugin_variable_warnings(environ)
+    warnings = sources.plugin_variable_warnings(environ)
     try:
-        settings = config.from_sources(argv, environ)
+        settings = sources.from_sources(argv, environ)
     except ConfigError as exc:
         _warn(warnings, environ)
         print(redact(f"drone-s3-sync: invalid setting {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except SystemExit as exc:  # argparse: --help, --version, or a usage error (already printed)
         return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
-    redact.add(config.secrets_of(settings, environ))
+    redact.add(sources.secrets_of(settings, environ))
     setup_logging(settings.debug, redact)
     log.debug("settings: %r", settings)
     # With --json, standard output carries the JSON report and nothing else:
@@ -146,7 +146,7 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
     fallbacks = fallback_line(settings)
     if fallbacks and (not settings.quiet or settings.dry_run):
         reporter.line(fallbacks)
-    for text in warnings + config.setting_warnings(settings):
+    for text in warnings + sources.setting_warnings(settings):
         reporter.warn(text)
 
     from .pipeline import sync
@@ -168,11 +168,11 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
 def fallback_line(settings) -> str:
     """`Using region eu-west-1 (from AWS_REGION)`: the settings whose value came
     from a fallback variable, not from anything written for this tool; "" for none."""
-    from . import config
+    from . import sources
     from .report import public_endpoint
 
     notes = []
-    for name, value, variable in config.fallbacks(settings):
+    for name, value, variable in sources.fallbacks(settings):
         if isinstance(value, bool):
             value = str(value).lower()
         elif name == "endpoint":

@@ -23,7 +23,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from . import diff, guards, statefile
 from .cdn import invalidate, paths_for
-from .config import Settings, secrets_of
+from .config import Settings
+from .sources import secrets_of
 from .errors import ConfigError, GuardError, Interrupted, LockError, SyncError
 from .evidence import CompressedCache, Evidence, gather, state_digests
 from .executors import Executors

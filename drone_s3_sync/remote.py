@@ -18,7 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
-from .config import Settings, http_date
+from .config import Settings
+from .ruleparsers import http_date
 from .credentials import make_session
 from .errors import ConfigError, RemoteError, StoreError, error_code, error_text
 from .model import ObjectHeaders, RemoteDetails, RemoteObject

@@ -22,6 +22,7 @@ import pytest
 from drone_run import invalidations, ok, plugin_env, summary_counts
 
 from drone_s3_sync import config, invalidate
+from drone_s3_sync import sources
 from drone_s3_sync.pipeline import sync
 from drone_s3_sync.report import Reporter
 
@@ -147,7 +148,7 @@ def test_too_many_invalidations_for_longer_than_the_retry_time_fails_the_run(
            "PLUGIN_ENDPOINT": s3_server.endpoint}
 
     out = io.StringIO()
-    summary = sync(config.from_sources([], env), reporter=Reporter(out, io.StringIO(), progress=False))
+    summary = sync(sources.from_sources([], env), reporter=Reporter(out, io.StringIO(), progress=False))
 
     out = out.getvalue()
     assert summary.exit_code == 1, out

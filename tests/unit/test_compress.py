@@ -18,7 +18,8 @@ import xxhash
 
 from drone_s3_sync import diff
 from drone_s3_sync.compress import BROTLI_QUALITY, compress_bytes, compressor
-from drone_s3_sync.config import build_settings, parse_compress
+from drone_s3_sync.config import build_settings
+from drone_s3_sync.ruleparsers import parse_compress
 from drone_s3_sync.digest import (
     READ_SIZE,
     Digest,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
 
 from drone_s3_sync import cli, config
-from drone_s3_sync.config import Settings, build_settings, from_sources, secrets_of
+from drone_s3_sync import sources
+from drone_s3_sync.config import OPTIONS, Settings, build_settings
+from drone_s3_sync.sources import from_sources, secrets_of
 from drone_s3_sync.errors import ConfigError
 
 BUCKET = {"PLUGIN_BUCKET": "my-bucket"}
@@ -766,7 +769,7 @@ def test_guard_options_follow_delete_in_the_table() -> None:
     ],
 )
 def test_setting_warnings(environ: Dict[str, str], expected: list) -> None:
-    warnings = config.setting_warnings(env_settings(environ))
+    warnings = sources.setting_warnings(env_settings(environ))
     assert len(warnings) == len(expected), warnings
     for warning, start in zip(warnings, expected):
         assert warning.startswith(start)
@@ -800,7 +803,7 @@ def test_labels_name_the_variable_flag_or_file_key(tmp_path: Path) -> None:
     ],
 )
 def test_unknown_plugin_variable_warning(var: str, suggestion: Optional[str]) -> None:
-    warnings = config.unknown_plugin_variables({"PLUGIN_BUCKET": "b", var: "value-417"})
+    warnings = sources.unknown_plugin_variables({"PLUGIN_BUCKET": "b", var: "value-417"})
     assert len(warnings) == 1
     assert warnings[0].startswith(f"{var} is not a setting of drone-s3-sync")
     if suggestion is None:
@@ -811,14 +814,14 @@ def test_unknown_plugin_variable_warning(var: str, suggestion: Optional[str]) ->
 
 
 def test_exact_warning_text_for_a_misspelt_variable() -> None:
-    assert config.unknown_plugin_variables({"PLUGIN_CACHECONTROL": "max-age=60"}) == [
+    assert sources.unknown_plugin_variables({"PLUGIN_CACHECONTROL": "max-age=60"}) == [
         "PLUGIN_CACHECONTROL is not a setting of drone-s3-sync; did you mean cache_control (PLUGIN_CACHE_CONTROL)?"]
 
 
 def test_every_known_variable_and_other_variables_pass_silently() -> None:
     environ = {var: "x" for option in config.OPTIONS for var in option.env}
     environ.update({"AWS_PROFILE": "p", "DRONE_BRANCH": "main", "CI_REPO": "r", "DEBUG": "1", "plugin_lower": "x"})
-    assert config.unknown_plugin_variables(environ) == []
+    assert sources.unknown_plugin_variables(environ) == []
 
 
 def test_cli_refuses_a_misspelt_variable_with_the_closest_name(capsys: pytest.CaptureFixture) -> None:
@@ -906,7 +909,7 @@ def test_drone_dashed_setting_names_are_read() -> None:
     s = from_sources([], environ)
     assert s.cache_control == (("*", "max-age=60"),)
     assert s.cloudfront_distribution == ("E1",)
-    assert config.unknown_plugin_variables(environ) == []
+    assert sources.unknown_plugin_variables(environ) == []
     with pytest.raises(ConfigError) as info:
         from_sources([], {"PLUGIN_BUCKET": "b-1", "PLUGIN_MAX-CONCURRENCY": "lots"})
     assert info.value.setting == "PLUGIN_MAX-CONCURRENCY"  # named as written
@@ -915,3 +918,24 @@ def test_drone_dashed_setting_names_are_read() -> None:
 def test_the_underscore_spelling_wins_over_the_dashed_one() -> None:
     s = from_sources([], {"PLUGIN_BUCKET": "b-1", "PLUGIN_CACHE-CONTROL": "dashed", "PLUGIN_CACHE_CONTROL": "plain"})
     assert s.cache_control == (("*", "plain"),)
+
+
+def test_the_default_the_help_states_is_the_default_a_run_has() -> None:
+    """Each option's help says its default once; the Settings field must agree
+    (a default written twice, checked here, instead of two that drift apart)."""
+    import dataclasses
+
+    fields = {f.name: f.default for f in dataclasses.fields(Settings)}
+    checked = []
+    for option in OPTIONS:
+        match = re.search(r"Default: ([A-Za-z0-9_-]+(?:\.[0-9]+)?)", option.help)
+        default = fields.get(option.name)
+        if match is None or isinstance(default, tuple) or default in ("", None):
+            continue  # rules and lists: "none", "built-in table" describe an empty value
+        try:
+            stated = option.parse(option.name, match.group(1))
+        except ConfigError:
+            continue  # the default told in words ("such links are skipped")
+        assert stated == default, option.name
+        checked.append(option.name)
+    assert {"region", "max_concurrency", "lock_timeout", "part_size", "state", "cloudfront_wait_timeout"} <= set(checked)

@@ -11,7 +11,8 @@ from typing import Any, Dict, Optional
 import pytest
 
 from drone_s3_sync import cli
-from drone_s3_sync.config import Settings, from_sources, secrets_of
+from drone_s3_sync.config import Settings
+from drone_s3_sync.sources import from_sources, secrets_of
 from drone_s3_sync.errors import ConfigError
 
 ROLE = "arn:aws:iam::123456789012:role/site-deploy"

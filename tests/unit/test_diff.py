@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from drone_s3_sync import diff
 from drone_s3_sync.config import Settings, build_settings
-from drone_s3_sync.config import MULTIPART_THRESHOLD
+from drone_s3_sync.s3vocab import MULTIPART_THRESHOLD
 from drone_s3_sync.digest import Digest, MiB, candidate_part_sizes, our_part_size
 from drone_s3_sync.model import (
     Action,

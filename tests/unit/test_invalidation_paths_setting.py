@@ -1,6 +1,6 @@
 """`invalidation_paths`: CloudFront paths given by the user, checked and escaped
 like the computed ones (invalidate.normalize_path / check_paths), and the
-setting's accepted forms (config.parse_invalidation_paths)."""
+setting's accepted forms (ruleparsers.parse_invalidation_paths)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from drone_s3_sync import config
+from drone_s3_sync import sources
+from drone_s3_sync import ruleparsers
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.invalidate import check_paths, invalidation_paths, normalize_path
 
@@ -18,7 +20,7 @@ FORMS = "use CloudFront paths that start with '/'"
 
 
 def settings_from(environ: dict, argv: list = ()) -> config.Settings:
-    return config.from_sources(list(argv), {"PLUGIN_BUCKET": "my-bucket", **environ})
+    return sources.from_sources(list(argv), {"PLUGIN_BUCKET": "my-bucket", **environ})
 
 
 # --- one path ------------------------------------------------------------------
@@ -139,11 +141,11 @@ def test_default_is_the_computed_paths() -> None:
 def test_yaml_list_and_flag(tmp_path: Path) -> None:
     cfg = tmp_path / "deploy.yml"
     cfg.write_text("bucket: b-1\ninvalidation_paths:\n  - /index.html\n  - /docs/*\n", encoding="utf-8")
-    assert config.from_sources(["--config", str(cfg)], {}).invalidation_paths == ("/index.html", "/docs/*")
-    s = config.from_sources(["--config", str(cfg), "--invalidation-paths", "/x"], {})
+    assert sources.from_sources(["--config", str(cfg)], {}).invalidation_paths == ("/index.html", "/docs/*")
+    s = sources.from_sources(["--config", str(cfg), "--invalidation-paths", "/x"], {})
     assert s.invalidation_paths == ("/x",)
     cfg.write_text("bucket: b-1\ninvalidation_paths: /only\n", encoding="utf-8")
-    assert config.from_sources(["--config", str(cfg)], {}).invalidation_paths == ("/only",)
+    assert sources.from_sources(["--config", str(cfg)], {}).invalidation_paths == ("/only",)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +172,7 @@ def test_refusal_in_a_config_file_names_the_file(tmp_path: Path) -> None:
     cfg = tmp_path / "deploy.yml"
     cfg.write_text("bucket: b-1\ninvalidation_paths:\n  - /ok\n  - not-a-path\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        config.from_sources(["--config", str(cfg)], {})
+        sources.from_sources(["--config", str(cfg)], {})
     assert str(info.value).startswith(f"invalidation_paths (in {cfg}): 'not-a-path' does not start with '/'")
 
 
@@ -200,7 +202,7 @@ def test_wait_settings() -> None:
     ],
 )
 def test_warnings(environ: dict, expected: list) -> None:
-    warnings = config.setting_warnings(settings_from(environ))
+    warnings = sources.setting_warnings(settings_from(environ))
     assert len(warnings) == len(expected), warnings
     for warning, start in zip(warnings, expected):
         assert warning.startswith(start)

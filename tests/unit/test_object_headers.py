@@ -12,7 +12,9 @@ from typing import Optional
 import pytest
 
 from drone_s3_sync import diff
-from drone_s3_sync.config import Settings, build_settings, from_sources, http_date, load_config_file
+from drone_s3_sync.config import Settings, build_settings
+from drone_s3_sync.sources import from_sources, load_config_file
+from drone_s3_sync.ruleparsers import http_date
 from drone_s3_sync.digest import Digest
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Kind, LocalFile, ObjectHeaders, Reason, RemoteDetails, RemoteObject

@@ -1,4 +1,4 @@
-"""config.from_sources: fallback variables rank below every explicit setting;
+"""sources.from_sources: fallback variables rank below every explicit setting;
 switches with =value; SOURCE s3://BUCKET/PREFIX arguments; unknown PLUGIN_*
 variables; bucket names S3 would refuse."""
 
@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from drone_s3_sync import config
-from drone_s3_sync.config import AMBIENT_VARIABLES, from_sources
+from drone_s3_sync import sources
+from drone_s3_sync import parsers
+from drone_s3_sync.config import AMBIENT_VARIABLES
+from drone_s3_sync.sources import from_sources
 from drone_s3_sync.errors import ConfigError
 
 BUCKET = {"PLUGIN_BUCKET": "my-bucket"}
@@ -31,17 +34,17 @@ def test_every_fallback_variable_is_a_variable_of_a_setting() -> None:
 def test_a_config_file_key_beats_each_fallback(tmp_path: Path, variable: str, value: str, setting: str, key: str,
                                                explicit: object) -> None:
     alone = from_sources([], {**BUCKET, variable: value})
-    assert config.fallbacks(alone) == [(setting, getattr(alone, setting), variable)]
+    assert sources.fallbacks(alone) == [(setting, getattr(alone, setting), variable)]
     cfg = tmp_path / "deploy.yml"
     cfg.write_text(f"{key}: {str(explicit).lower() if isinstance(explicit, bool) else explicit}\n", encoding="utf-8")
     s = from_sources(["--config", str(cfg)], {**BUCKET, variable: value})
-    assert getattr(s, setting) == explicit and config.fallbacks(s) == []
+    assert getattr(s, setting) == explicit and sources.fallbacks(s) == []
 
 
 def test_the_region_of_a_website_host_beats_the_fallbacks_not_an_explicit_region() -> None:
     website = "my-bucket.s3-website-eu-west-1.amazonaws.com"
     s = from_sources([], {"PLUGIN_BUCKET": website, "AWS_REGION": "ap-south-1", "AWS_DEFAULT_REGION": "sa-east-1"})
-    assert (s.region, config.fallbacks(s)) == ("eu-west-1", [])
+    assert (s.region, sources.fallbacks(s)) == ("eu-west-1", [])
     s = from_sources([], {"PLUGIN_BUCKET": website, "PLUGIN_REGION": "us-east-1", "AWS_REGION": "ap-south-1"})
     assert s.region == "us-east-1"  # the docs' examples write both; the setting wins, as before
 
@@ -82,15 +85,15 @@ def test_bad_arguments(argv, words) -> None:
 ])
 def test_bucket_names(name: str, ok: bool) -> None:
     if ok:
-        assert config.parse_bucket("bucket", name) == (name, None)
+        assert parsers.parse_bucket("bucket", name) == (name, None)
     else:
         with pytest.raises(ConfigError):
-            config.parse_bucket("bucket", name)
+            parsers.parse_bucket("bucket", name)
 
 
 def test_unknown_plugin_variables_refused_or_warned() -> None:
     environ = {**BUCKET, "PLUGIN_DEBUG": "true", "PLUGIN_EMPTY": " ", "PLUGIN_CACHECONTROL": "max-age=1"}
-    assert config.plugin_variable_warnings(environ) == [
+    assert sources.plugin_variable_warnings(environ) == [
         "PLUGIN_DEBUG is not a setting of drone-s3-sync; set DEBUG=1 for detailed logs",
         "PLUGIN_EMPTY is not a setting of drone-s3-sync"]
     with pytest.raises(ConfigError) as info:

@@ -96,12 +96,12 @@ def test_unexpected_exception_is_one_masked_line(restore_logging, monkeypatch, c
 
 
 def test_unexpected_exception_while_reading_settings(restore_logging, monkeypatch, capsys) -> None:
-    from drone_s3_sync import config
+    from drone_s3_sync import sources
 
     def broken(*args, **kwargs):
         raise TypeError(f"cannot handle {SECRET}")
 
-    monkeypatch.setattr(config, "from_sources", broken)
+    monkeypatch.setattr(sources, "from_sources", broken)
     assert cli.run([], {"PLUGIN_SECRET_KEY": SECRET}) == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert err.startswith(f"drone-s3-sync: internal error: TypeError: cannot handle {MASK}")

@@ -14,6 +14,8 @@ from typing import Any, Dict, List
 import pytest
 
 from drone_s3_sync import config, report
+from drone_s3_sync import sources
+from drone_s3_sync import parsers
 from drone_s3_sync.config import Settings
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Action, Kind, ObjectHeaders, Outcome, Plan, Reason, Summary
@@ -373,36 +375,36 @@ def test_a_report_that_cannot_be_written_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_report_path_checks(tmp_path: Path) -> None:
-    assert config.parse_report_path("PLUGIN_REPORT", str(tmp_path / "r.json")) == str(tmp_path / "r.json")
-    assert config.parse_report_path("PLUGIN_REPORT", "") == ""
+    assert parsers.parse_report_path("PLUGIN_REPORT", str(tmp_path / "r.json")) == str(tmp_path / "r.json")
+    assert parsers.parse_report_path("PLUGIN_REPORT", "") == ""
     with pytest.raises(ConfigError, match=r"PLUGIN_REPORT: the folder of .* does not exist; create it first"):
-        config.parse_report_path("PLUGIN_REPORT", str(tmp_path / "no" / "r.json"))
+        parsers.parse_report_path("PLUGIN_REPORT", str(tmp_path / "no" / "r.json"))
     with pytest.raises(ConfigError, match="is a folder; give a file name such as report.json"):
-        config.parse_report_path("PLUGIN_REPORT", str(tmp_path))
+        parsers.parse_report_path("PLUGIN_REPORT", str(tmp_path))
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is not a folder"):
-        config.parse_report_path("PLUGIN_REPORT", str(tmp_path / "file" / "r.json"))
+        parsers.parse_report_path("PLUGIN_REPORT", str(tmp_path / "file" / "r.json"))
 
 
 def test_report_path_in_a_config_file_is_relative_to_the_file(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "deploy.yml").write_text("bucket: my-bucket\nreport: out.json\njson: true\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    settings = config.from_sources(["--config", "deploy/deploy.yml"], {})
+    settings = sources.from_sources(["--config", "deploy/deploy.yml"], {})
     assert settings.report == str(tmp_path / "deploy" / "out.json") and settings.json is True
-    flagged = config.from_sources(["--report", "here.json", "--progress-interval", "0.5"], {"PLUGIN_BUCKET": "my-bucket"})
+    flagged = sources.from_sources(["--report", "here.json", "--progress-interval", "0.5"], {"PLUGIN_BUCKET": "my-bucket"})
     assert flagged.report == "here.json" and flagged.progress_interval == 0.5
 
 
 @pytest.mark.parametrize("raw, value", [("0", 0.0), ("2.5", 2.5), (30, 30.0), ("3600", 3600.0)])
 def test_progress_interval_values(raw: Any, value: float) -> None:
-    assert config.parse_interval("PLUGIN_PROGRESS_INTERVAL", raw) == value
+    assert parsers.parse_interval("PLUGIN_PROGRESS_INTERVAL", raw) == value
 
 
 @pytest.mark.parametrize("raw", ["-1", "soon", "nan", "3601", True])
 def test_progress_interval_refused(raw: Any) -> None:
     with pytest.raises(ConfigError, match="PLUGIN_PROGRESS_INTERVAL: .*use 0 to 3600"):
-        config.parse_interval("PLUGIN_PROGRESS_INTERVAL", raw)
+        parsers.parse_interval("PLUGIN_PROGRESS_INTERVAL", raw)
 
 
 def test_output_defaults() -> None:

@@ -9,7 +9,8 @@ from typing import Dict
 import pytest
 
 from drone_s3_sync import diff, guards
-from drone_s3_sync.config import Settings, build_settings, from_sources, load_config_file
+from drone_s3_sync.config import Settings, build_settings
+from drone_s3_sync.sources import from_sources, load_config_file
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Kind, LocalFile, RemoteObject
 from drone_s3_sync.rules import Selection
