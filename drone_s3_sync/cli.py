@@ -160,7 +160,7 @@ def _run(argv: Sequence[str], environ, redact: Redactor) -> int:
         print(redact(f"drone-s3-sync: refused: {exc}"), file=sys.stderr)
         return EXIT_REFUSED
     except SyncError as exc:
-        print(redact(f"drone-s3-sync: error: {exc}{credentials_hint(exc)}"), file=sys.stderr)
+        print(redact(f"drone-s3-sync: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     return summary.exit_code
 
@@ -169,7 +169,7 @@ def fallback_line(settings) -> str:
     """`Using region eu-west-1 (from AWS_REGION)`: the settings whose value came
     from a fallback variable, not from anything written for this tool; "" for none."""
     from . import sources
-    from .report import public_endpoint
+    from .redact import public_endpoint
 
     notes = []
     for name, value, variable in sources.fallbacks(settings):
@@ -179,22 +179,3 @@ def fallback_line(settings) -> str:
             value = public_endpoint(value)
         notes.append(f"{name} {value} (from {variable})")
     return "Using " + ", ".join(notes) if notes else ""
-
-
-CREDENTIALS_HINT = ("; no AWS credentials were found: set access_key and secret_key (PLUGIN_ACCESS_KEY and "
-                    "PLUGIN_SECRET_KEY, or --access-key and --secret-key), or AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY, or a profile (profile, AWS_PROFILE), or assume_role with oidc_token_id, "
-                    "or run where an instance, container or web identity role provides them")
-
-
-def credentials_hint(exc: BaseException) -> str:
-    """What to do when boto3 found no credentials at all (botocore's NoCredentialsError
-    is the cause of the error the run stopped with)."""
-    from botocore.exceptions import NoCredentialsError
-
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, NoCredentialsError):
-            return CREDENTIALS_HINT
-        seen = seen.__cause__ or seen.__context__
-    return ""

@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .parsers import (DeleteLimit, MetadataRules, Rules, _sts_text, parse_bool, parse_bucket, parse_credential,
                       parse_endpoint, parse_int, parse_interval, parse_max_delete, parse_region, parse_report_path,
                       parse_role_arn, parse_seconds, parse_size, parse_target, parse_text, parse_token)
-from .ruleparsers import (_check_acl, parse_compress, parse_distributions, parse_encryption, parse_expires, parse_globs,
+from .ruleparsers import (parse_order, _check_acl, parse_compress, parse_distributions, parse_encryption, parse_expires, parse_globs,
                           parse_invalidation_paths, parse_kms_key, parse_metadata, parse_redirects, parse_rules,
                           parse_storage_class)
 from .s3vocab import KMS_ENCRYPTIONS, MAX_PART, MIN_PART, MULTIPART_THRESHOLD, PART_SIZE
@@ -60,6 +60,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("encryption", ("PLUGIN_ENCRYPTION",), parse_encryption, "Server-side encryption: AES256, aws:kms or aws:kms:dsse, for all files or as a map of '.ext'/glob to value. Default: unset, objects keep their encryption; new ones get the bucket default.", "SSE|MAP"),
     Option("kms_key_id", ("PLUGIN_KMS_KEY_ID",), parse_kms_key, "KMS key (id, ARN, alias/NAME or alias ARN) for objects whose encryption is aws:kms or aws:kms:dsse. Default: the object's current key, else the bucket's or AWS managed key.", "KEY"),
     Option("metadata", ("PLUGIN_METADATA",), parse_metadata, "User metadata: a map for all files, or a map of glob to map.", "MAP"),
+    Option("order", ("PLUGIN_ORDER",), parse_order, "Upload order, in waves that each end before the next begins: one wave per pattern (like the header rules: '.css', 'assets/*'), then the other files, then the pages (.html, text/html), then the redirects. Default: files, then pages, then redirects. 'none': everything at once.", "PATTERNS"),
     Option("redirects", ("PLUGIN_REDIRECTS",), parse_redirects, "Map of key (relative to the target) to redirect location, written as zero-byte objects with x-amz-website-redirect-location.", "MAP"),
     Option("cloudfront_distribution", ("PLUGIN_CLOUDFRONT_DISTRIBUTION",), parse_distributions, "CloudFront distribution id(s) to invalidate for the paths this run changed.", "ID"),
     Option("invalidation_paths", ("PLUGIN_INVALIDATION_PATHS",), parse_invalidation_paths, "CloudFront paths to invalidate instead of the paths this run changed (comma-separated, or a list), like /index.html,/docs/*. Used only when the run changed something. Default: the changed paths.", "PATHS"),
@@ -125,6 +126,7 @@ class Settings:
     encryption: Rules = ()
     kms_key_id: str = ""
     metadata: MetadataRules = ()
+    order: Tuple[str, ...] = ()  # () the default waves; ("none",) one wave
     redirects: Tuple[Tuple[str, str], ...] = ()
     cloudfront_distribution: Tuple[str, ...] = ()
     invalidation_paths: Tuple[str, ...] = ()  # (): the paths the run changed

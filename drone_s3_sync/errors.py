@@ -27,6 +27,12 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+CREDENTIALS_HINT = ("; no AWS credentials were found: set access_key and secret_key (PLUGIN_ACCESS_KEY and "
+                    "PLUGIN_SECRET_KEY, or --access-key and --secret-key), or AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, or a profile (profile, AWS_PROFILE), or assume_role with oidc_token_id, "
+                    "or run where an instance, container or web identity role provides them")
+
+
 class SyncError(Exception):
     """Base class for errors this tool reports without a traceback."""
 

@@ -185,6 +185,8 @@ class Summary:
     # delete, state, invalidate (scan and list run at the same time).
     timings: Dict[str, float] = field(default_factory=dict)
     stage: Stage = Stage.START
+    waves: List[str] = field(default_factory=list)  # the write waves, "name (writes)", in order
+    wave: str = ""  # the last wave begun
 
     @property
     def failures(self) -> List[Outcome]:

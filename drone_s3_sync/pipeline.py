@@ -35,6 +35,7 @@ from .rules import HeaderRules, Selection
 from .scan import ScanResult, check_source, files_named, scan
 from .keys import STATE_NAME, lock_key, state_key
 from .lock import DeployLock
+from .order import waves
 from .store import RemoteStore
 from .transfer import Writer, delete
 
@@ -275,11 +276,12 @@ class Run:
             stored = statefile.retire(plan, listing, store=self.store, bucket=settings.bucket, target=settings.target,
                                       use_state=settings.state, rules=self.rules)
         summary.stage = Stage.TRANSFER
+        ordered = waves(plan.actions, settings.order, settings.target)
+        summary.waves = [f"{w.name} ({len(w.actions)})" for w in ordered]
         with self.timed("transfer"):
             Writer(self.store, reporter=self.reporter, executors=self.executors,
                    max_concurrency=settings.max_concurrency, record=self.record, vouched=evidence.vouched,
-                   cache=planned.cache).write([a for a in plan.actions if a.kind in (Kind.UPLOAD, Kind.UPDATE,
-                                                                              Kind.REDIRECT)])
+                   cache=planned.cache, on_wave=lambda name: setattr(summary, "wave", name)).write(ordered)
         self.check_lock()
         summary.stage = Stage.DELETE
         with self.timed("delete"):

@@ -57,3 +57,12 @@ def one_line(exc: BaseException) -> str:
     """`ValueError: bad value` on a single line."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+def public_endpoint(url: str) -> str:
+    """The endpoint without a user name or password someone put into the URL."""
+    if "@" not in url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

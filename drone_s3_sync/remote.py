@@ -14,14 +14,14 @@ from urllib.parse import unquote_plus
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from .config import Settings
 from .ruleparsers import http_date
 from .credentials import make_session
-from .errors import ConfigError, RemoteError, StoreError, error_code, error_text
+from .errors import CREDENTIALS_HINT, ConfigError, RemoteError, StoreError, error_code, error_text
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
 from .s3listing import _LISTED, _take_listing, listed_time, storage_class  # noqa: F401 (_LISTED: tests)
 from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS, STANDARD, canned_acl
@@ -198,6 +198,8 @@ class S3Store:
                 "SignatureDoesNotMatch": "the secret key does not match the access key",
             }.get(code, error_text(exc))
             raise RemoteError(f'cannot list bucket "{self.bucket}": {cause}') from None
+        except NoCredentialsError as exc:
+            raise RemoteError(f'cannot list bucket "{self.bucket}": {error_text(exc)}{CREDENTIALS_HINT}') from None
         except BotoCoreError as exc:
             raise RemoteError(f'cannot list bucket "{self.bucket}": {error_text(exc)}') from None
         return objects

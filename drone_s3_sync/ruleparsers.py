@@ -190,6 +190,13 @@ def _text_items(name: str, raw: Any, forms: str, *, many: str, one: str) -> List
     return items
 
 
+def parse_order(name: str, raw: Any) -> Tuple[str, ...]:
+    """`none`, or the patterns of the upload waves (the forms of parse_globs)."""
+    if isinstance(raw, str) and raw.strip().lower() == "none":
+        return ("none",)
+    return parse_globs(name, raw)
+
+
 def parse_globs(name: str, raw: Any) -> Tuple[str, ...]:
     """Glob patterns (see `_text_items` for the forms), NFC, without repeats."""
     patterns: List[str] = []

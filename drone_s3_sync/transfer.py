@@ -22,6 +22,7 @@ from .errors import StoreError
 from .evidence import CompressedCache, read_error_text
 from .executors import Executors, WINDOW, hash_workers
 from .model import Action, Kind, Outcome, Plan, RemoteDetails
+from .order import Wave
 from .report import Reporter
 from .store import PRECONDITION_FAILED, RemoteStore
 
@@ -49,26 +50,32 @@ class Writer:
     with REPLACE would drop them."""
 
     def __init__(self, store: RemoteStore, *, reporter: Reporter, executors: Executors, max_concurrency: int,
-                 record: Record, vouched: FrozenSet[str] = frozenset(), cache: Optional[CompressedCache] = None):
+                 record: Record, vouched: FrozenSet[str] = frozenset(), cache: Optional[CompressedCache] = None,
+                 on_wave: Callable[[str], None] = lambda name: None):
         self.store, self.reporter, self.executors = store, reporter, executors
         self.max_concurrency = max_concurrency
         self.vouched, self.cache = vouched, cache
         self._record = record
+        self._on_wave = on_wave
 
     def finish(self, action: Action, error: str, started: float, etag: str = "") -> None:
         self._record(Outcome(action, ok=not error, error=error, seconds=time.monotonic() - started, etag=etag))
 
     # ---------------------------------------------------------------- writes
-    def write(self, actions: Sequence[Action]) -> None:
-        """Header updates and redirects, then uploads, of `actions`."""
-        uploads = [a for a in actions if a.kind is Kind.UPLOAD]
-        others = [a for a in actions if a.kind in (Kind.UPDATE, Kind.REDIRECT)]
-        if not uploads and not others:
+    def write(self, waves: Sequence[Wave]) -> None:
+        """The waves one after the other: each ends (every request answered)
+        before the next begins. Within a wave, header updates and redirects,
+        then uploads, each with the full concurrency."""
+        actions = [a for wave in waves for a in wave.actions]
+        if not actions:
             return
-        self.reporter.begin_transfer(sum(a.size for a in uploads), len(uploads) + len(others))
+        self.reporter.begin_transfer(sum(a.size for a in actions if a.kind is Kind.UPLOAD), len(actions))
         try:
-            self._rewrite_headers(others)
-            self._upload(uploads)
+            for number, wave in enumerate(waves, 1):
+                self.reporter.wave(number, len(waves), wave.name, len(wave.actions))
+                self._on_wave(wave.name)
+                self._rewrite_headers([a for a in wave.actions if a.kind in (Kind.UPDATE, Kind.REDIRECT)])
+                self._upload([a for a in wave.actions if a.kind is Kind.UPLOAD])
         finally:
             self.reporter.end_transfer()
 

@@ -257,3 +257,33 @@ def test_listing_failure_is_fatal_and_writes_nothing(store, tmp_path):
         Run(store, tree(tmp_path, SITE))()
     assert store.writes() == []
 
+
+
+def test_pages_are_written_after_every_asset_and_redirects_last(store, tmp_path):
+    run = Run(store, tree(tmp_path, SITE), redirects='{"old.html": "/about/"}')
+    summary = run()
+    puts = [key for op, key in store.ops if op == "PutObject" and not key.startswith(".drone")]
+    assert puts == ["css/site.css", "img/logo.png", "about/index.html", "index.html", "old.html"]
+    assert summary.waves == ["files (2)", "pages (2)", "redirects (1)"] and summary.wave == "redirects"
+    out = run.out.getvalue()
+    assert out.index("wave 1/3: files, 2 writes") < out.index("wave 2/3: pages, 2 writes") \
+        < out.index("wave 3/3: redirects, 1 write")
+
+
+def test_order_none_writes_in_one_wave_and_says_nothing_of_waves(store, tmp_path):
+    run = Run(store, tree(tmp_path, SITE), order="none")
+    summary = run()
+    assert summary.waves == ["all (4)"] and "wave" not in run.out.getvalue()
+
+
+def test_an_interruption_in_the_files_wave_leaves_the_old_pages(store, tmp_path):
+    src = tree(tmp_path, SITE)
+    run = Run(store, src)
+    run()
+    for rel in SITE:
+        (src / rel).write_bytes(SITE[rel] + b" v2")
+    store.fail("PutObject", "img/logo.png", "KeyboardInterrupt")
+    with pytest.raises(Interrupted):
+        run()
+    assert store.objects["index.html"].body == SITE["index.html"]  # the pages of the last deploy
+    assert store.objects["about/index.html"].body == SITE["about/index.html"]

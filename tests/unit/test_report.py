@@ -13,9 +13,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from drone_s3_sync import config, report
-from drone_s3_sync import sources
-from drone_s3_sync import parsers
+from drone_s3_sync import config, jsonreport, parsers, report, sources
 from drone_s3_sync.config import Settings
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Action, Kind, ObjectHeaders, Outcome, Plan, Reason, Summary
@@ -211,7 +209,7 @@ def test_no_progress_line(clock: Clock, kwargs: Dict[str, Any]) -> None:
 def document_for(summary: Summary, exit_code: int = 0, settings: Settings = Settings(bucket="b"), **kwargs: Any
                  ) -> Dict[str, Any]:
     doc = report_document(settings, summary, exit_code=exit_code, finished=1_700_000_010.5, **kwargs)
-    return json.loads(report.dumps(doc))  # what a reader gets
+    return json.loads(jsonreport.dumps(doc))  # what a reader gets
 
 
 def test_document_of_a_run_with_a_failure() -> None:
@@ -283,7 +281,7 @@ def test_refused_interrupted_and_fatal_errors_are_in_the_document() -> None:
 
 
 def test_reason_codes_are_stable() -> None:
-    assert {reason: report.reason_code(reason) for reason in Reason} == {
+    assert {reason: jsonreport.reason_code(reason) for reason in Reason} == {
         Reason.NEW: "new", Reason.CONTENT: "content_changed", Reason.SIZE: "size_changed",
         Reason.HEADERS: "headers_changed", Reason.ACL: "acl_changed", Reason.REDIRECT_CHANGED: "redirect_changed",
         Reason.ORPHAN: "not_in_source", Reason.UNCHANGED: "unchanged"}
@@ -299,7 +297,7 @@ def test_endpoint_never_carries_credentials() -> None:
 
 def test_the_document_is_ascii_json_even_for_odd_names() -> None:
     summary = Summary(plan=Plan([upload("caf\u00e9/\u65e5\u672c.html"), upload("bad-\udcff.txt")]), dry_run=True)
-    text = report.dumps(report_document(Settings(bucket="b"), summary, exit_code=0, finished=0.0))
+    text = jsonreport.dumps(report_document(Settings(bucket="b"), summary, exit_code=0, finished=0.0))
     text.encode("ascii")
     assert json.loads(text)["actions"][0]["key"] == "caf\u00e9/\u65e5\u672c.html"
     assert text.endswith("}\n") and text.count("\n}\n") == 1  # one document

@@ -16,6 +16,7 @@ from drone_s3_sync import transfer
 from drone_s3_sync.errors import StoreError
 from drone_s3_sync.executors import Executors
 from drone_s3_sync.model import Action, Kind, LocalFile, ObjectHeaders, Reason
+from drone_s3_sync.order import Wave
 from drone_s3_sync.report import Reporter
 
 HEADERS = ObjectHeaders(content_type="text/html")
@@ -119,7 +120,7 @@ def test_uploads_are_handed_over_in_a_bounded_window():
     store = StandInStore(fail={"f/00007.html"})
     actions = [upload_action(i) for i in range(600)]
     outcomes = []
-    make_writer(store, outcomes).write(actions)
+    make_writer(store, outcomes).write([Wave("all", tuple(actions))])
 
     assert sorted(store.uploaded) == [a.key for a in actions]
     assert 1 < store.most_outstanding <= 32
@@ -138,7 +139,7 @@ def test_header_copies_are_queued_in_a_bounded_window(monkeypatch):
     actions += [Action(Kind.REDIRECT, f"r/{i}", Reason.NEW, headers=ObjectHeaders("text/html", redirect="/x"))
                 for i in range(20)]
     outcomes = []
-    make_writer(store, outcomes, CountingExecutors()).write(actions)
+    make_writer(store, outcomes, CountingExecutors()).write([Wave("all", tuple(actions))])
     store.wait_uploads()
 
     assert sorted(store.copied) == sorted(a.key for a in actions)
