@@ -90,6 +90,8 @@ class Request:
     access_key: Optional[str] = None  # the SigV4 access key id that signed it; None when unsigned
     security_token: bool = False  # sent with X-Amz-Security-Token (its value is never kept)
     body: str = ""  # CloudFront POST requests only: the XML body (e.g. the InvalidationBatch)
+    arrived: float = field(default_factory=time.monotonic)  # when the server began to read it
+    answered: Optional[float] = None  # when the server sent its status line
 
     def __repr__(self) -> str:
         where = self.path + ("?" + "&".join(self.query) if self.query else "")
@@ -440,6 +442,7 @@ class RecordingMotoServer:
             def recording_start_response(status: str, *args: Any) -> Any:
                 with contextlib.suppress(ValueError):
                     rec.status = int(status.split(None, 1)[0])
+                rec.answered = time.monotonic()
                 return start_response(status, *args)
 
             return app(environ, recording_start_response)

@@ -10,6 +10,7 @@ write) and then read the bucket back with recording paused.
 
 from __future__ import annotations
 
+import re
 import base64
 import collections
 import hashlib
@@ -331,3 +332,47 @@ def test_archived_object_gets_new_headers_by_upload_and_keeps_its_class(s3, s3_s
     s3_server.reset()
     ok(run_sync(env_for(bucket, cache_control="max-age=60"), cwd=src))
     assert_nothing_to_do(s3_server, bucket)
+
+
+# --------------------------------------------------------------------------- upload order
+
+
+def test_pages_go_up_after_every_asset_is_answered_and_redirects_last(s3_server, bucket, make_tree, run_sync):
+    files = {f"assets/app-{i}.js": f"var a{i};" for i in range(12)}
+    files.update({f"img/{i}.png": b"\x89PNG" + bytes(i) for i in range(6)})
+    files.update({"index.html": "<h1>home</h1>", "docs/guide.htm": "<p>guide</p>", "feed": "<rss/>"})
+    src = make_tree(files)
+    env = plugin_env(bucket, content_type='{"feed": "text/html"}', redirects='{"old.html": "/index.html"}',
+                     max_concurrency="8")
+    s3_server.inject("PutObject", re.compile(r"^assets/app-0\.js$"), delay=0.5, answer=False)  # a slow asset
+    proc = run_sync(env, cwd=src)
+    assert proc.returncode == 0, proc.stderr
+    puts = [r for r in s3_server.writes(bucket) if r.op == "PutObject" and not r.key.startswith(".drone")]
+    pages = [r for r in puts if r.key in ("index.html", "docs/guide.htm", "feed")]
+    redirects = [r for r in puts if r.key == "old.html"]
+    assets = [r for r in puts if r not in pages and r not in redirects]
+    assert len(assets) == 18 and len(pages) == 3 and len(redirects) == 1
+    # Every page request arrived after the server answered every asset, even the slow one.
+    assert min(p.arrived for p in pages) > max(a.answered for a in assets)
+    assert redirects[0].arrived > max(p.answered for p in pages)
+    assert "wave 1/3: files, 18 writes" in proc.stdout and "wave 2/3: pages, 3 writes" in proc.stdout
+
+
+def test_order_patterns_each_make_a_wave_and_none_makes_one(s3_server, bucket, make_tree, run_sync):
+    files = {"fonts/a.woff2": b"w", "css/site.css": "p{}", "app.js": "1", "index.html": "<p>i</p>"}
+    src = make_tree(files)
+    proc = run_sync(plugin_env(bucket, order="fonts/*,.css"), cwd=src)
+    assert proc.returncode == 0, proc.stderr
+    puts = [r for r in s3_server.writes(bucket) if r.op == "PutObject" and not r.key.startswith(".drone")]
+    by_key = {r.key: r for r in puts}
+    assert by_key["css/site.css"].arrived > by_key["fonts/a.woff2"].answered
+    assert by_key["app.js"].arrived > by_key["css/site.css"].answered
+    assert by_key["index.html"].arrived > by_key["app.js"].answered
+    assert [line for line in proc.stdout.splitlines() if line.startswith("wave")] == [
+        "wave 1/4: fonts/*, 1 write", "wave 2/4: .css, 1 write", "wave 3/4: files, 1 write",
+        "wave 4/4: pages, 1 write"]
+    other = make_tree(files)
+    (other / "index.html").write_text("<p>changed</p>")
+    (other / "app.js").write_text("2")
+    proc = run_sync(plugin_env(bucket, order="none"), cwd=other)
+    assert proc.returncode == 0 and "wave" not in proc.stdout
