@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
-from .parsers import (DeleteLimit, MetadataRules, Rules, _sts_text, parse_bool, parse_bucket, parse_credential,
+from .parsers import (parse_duration, DeleteLimit, MetadataRules, Rules, _sts_text, parse_bool, parse_bucket, parse_credential,
                       parse_endpoint, parse_int, parse_interval, parse_max_delete, parse_region, parse_report_path,
                       parse_role_arn, parse_seconds, parse_size, parse_target, parse_text, parse_token)
 from .ruleparsers import (parse_order, _check_acl, parse_compress, parse_distributions, parse_encryption, parse_expires, parse_globs,
@@ -48,6 +48,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("allow_empty_source", ("PLUGIN_ALLOW_EMPTY_SOURCE",), parse_bool, "With delete: let a source that has no files (an empty folder, a glob matching nothing) delete everything under the target. Without it such a run is refused before any write (exit 3).", flag=True),
     Option("allow_nested_delete", ("PLUGIN_ALLOW_NESTED_DELETE",), parse_bool, "With delete: let this run delete the objects of other deployments nested under its target (prefixes with a state object of their own). Without it such a run is refused before any write (exit 3); their state and lock objects are never deleted.", flag=True),
     Option("max_delete", ("PLUGIN_MAX_DELETE",), parse_max_delete, "With delete: refuse the run before any write (exit 3) when it would delete more than N objects, or more than N% of the objects under the target. Default: no limit.", "N|N%"),
+    Option("delete_grace", ("PLUGIN_DELETE_GRACE",), parse_duration, "With delete: keep each object whose file was removed from the source this long after a run first saw it gone (7d, 12h, 30m), so that pages still cached elsewhere keep their assets; a later run deletes it. Default: 0 (deleted at once).", "DURATION"),
     Option("acl", ("PLUGIN_ACL", "PLUGIN_ACCESS"), lambda n, r: parse_rules(n, r, _check_acl(n)), "Canned ACL for all files, or a JSON/YAML map of pattern to canned ACL. Default: private.", "ACL|MAP"),
     Option("content_type", ("PLUGIN_CONTENT_TYPE",), parse_rules, "Content-Type for all files, or a map of '.ext'/glob to type. Default: built-in table.", "TYPE|MAP"),
     Option("content_encoding", ("PLUGIN_CONTENT_ENCODING",), parse_rules, "Content-Encoding for all files, or a map of '.ext'/glob to encoding. Default: none.", "ENC|MAP"),
@@ -113,6 +114,7 @@ class Settings:
     delete: bool = False
     allow_empty_source: bool = False
     allow_nested_delete: bool = False
+    delete_grace: float = 0.0  # seconds
     max_delete: Optional[DeleteLimit] = None  # None: no limit
     acl: Rules = ()
     content_type: Rules = ()
@@ -213,6 +215,9 @@ def build_settings(raw: Mapping[str, Any], *, base_dir: str = "", debug: bool = 
     if values.get("kms_key_id") and not any(v in KMS_ENCRYPTIONS for _, v in values.get("encryption", ())):
         raise ConfigError(origin.get("kms_key_id", "kms_key_id"), "is used only for objects encrypted with aws:kms or "
                                                                   "aws:kms:dsse; set encryption to one of them too")
+    if values.get("delete_grace") and values.get("state") is False:
+        raise ConfigError(origin.get("delete_grace", "delete_grace"), "needs the state object, which records when "
+                                                                      "each file was removed; set state: true")
     if not values.get("assume_role_session_name"):
         values.pop("assume_role_session_name", None)
     return Settings(**values)

@@ -38,7 +38,9 @@ def refusal(plan: Plan, settings: Settings, *, local_files: int, remote_objects:
                     f"Nothing was written. Leave them out with exclude (for example '{inner[0][len(settings.target):]}*'), "
                     "or, if this run is to replace them, set allow_nested_delete: true "
                     "(PLUGIN_ALLOW_NESTED_DELETE, --allow-nested-delete).")
-    if local_files == 0 and not settings.allow_empty_source:
+    # With delete_grace, what an empty source would delete is only kept for now:
+    # the run that would delete it is the one refused.
+    if local_files == 0 and not settings.allow_empty_source and (deletes or not settings.delete_grace):
         selection = SELECTION_NOTE if settings.include or settings.exclude else ""
         return (f"the source {settings.source!r} has no files (an empty folder, or a glob that matches nothing"
                 f"{selection}), "

@@ -122,6 +122,8 @@ def report_document(settings: Any, summary: Summary, *, exit_code: int, finished
         "interrupted": interrupted or None,
         "invalidation": invalidation,
         "waves": {"order": list(summary.waves), "reached": summary.wave or None} if summary.waves else None,
+        "pending_deletes": [{"key": a.key, "until": a.detail.replace("deleted after ", "")}
+                            for a in plan.actions if a.kind is Kind.SKIP and a.reason is Reason.GRACE],
         "timings": {stage: (round(summary.timings[stage], 3) if stage in summary.timings else None)
                     for stage in STAGES},
     }

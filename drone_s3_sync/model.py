@@ -105,6 +105,7 @@ class Reason(enum.Enum):
     ACL = "acl changed"
     REDIRECT_CHANGED = "redirect changed"
     ORPHAN = "not in source"
+    GRACE = "kept for delete_grace"
     UNCHANGED = "unchanged"
 
 
@@ -187,6 +188,7 @@ class Summary:
     stage: Stage = Stage.START
     waves: List[str] = field(default_factory=list)  # the write waves, "name (writes)", in order
     wave: str = ""  # the last wave begun
+    removed: Dict[str, float] = field(default_factory=dict)  # delete_grace: key -> when first seen removed
 
     @property
     def failures(self) -> List[Outcome]:

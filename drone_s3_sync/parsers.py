@@ -84,6 +84,24 @@ def _human(size: int) -> str:
 
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION_FORMS = "use a duration such as 7d, 12h, 30m or 90s (or a number of seconds; 0 for none)"
+
+
+def parse_duration(name: str, raw: Any) -> float:
+    """Seconds from `7d`, `12h`, `30m`, `90s`, `2w` or a plain number; 0 allowed, at most a year."""
+    if isinstance(raw, bool):
+        raise ConfigError(name, f"expected a duration; {DURATION_FORMS}")
+    match = _DURATION.match(str(raw).strip()) if isinstance(raw, (str, int, float)) else None
+    if match is None:
+        raise ConfigError(name, f"{raw!r} is not a duration; {DURATION_FORMS}")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if seconds > 366 * 86400:
+        raise ConfigError(name, f"{raw!r} is more than a year; {DURATION_FORMS}")
+    return seconds
+
+
 def parse_seconds(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
     """A positive number of seconds; decimals allowed ("0.5")."""
     if isinstance(raw, bool):

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
-from . import diff, guards, statefile
+from . import diff, grace, guards, statefile
 from .cdn import invalidate, paths_for
 from .config import Settings
 from .sources import secrets_of
@@ -43,17 +43,19 @@ log = logging.getLogger("drone_s3_sync")
 
 
 def sync(settings: Settings, *, store: Optional[RemoteStore] = None, cdn=None, executors: Optional[Executors] = None,
-         reporter: Optional[Reporter] = None, redact: Optional[Callable[[str], str]] = None) -> Summary:
+         reporter: Optional[Reporter] = None, redact: Optional[Callable[[str], str]] = None,
+         clock: Callable[[], float] = time.time) -> Summary:
     """Run one sync; the Python API. Raises ConfigError (bad input), GuardError (refused by a
     safety guard, nothing written) or RemoteError for fatal problems.
 
-    `cdn`: a CloudFront client (else the store makes one). The JSON report
+    `cdn`: a CloudFront client (else the store makes one); `clock`: the time
+    (delete_grace is measured with it). The JSON report
     (`report`, and the reporter's `document` stream) is written however the
     run ends, except on a ConfigError: then nothing ran."""
     redact = redact or Redactor(secrets_of(settings, {}))
     reporter = reporter or Reporter(dry_run=settings.dry_run, quiet=settings.quiet, redact=redact,
                                     progress_interval=settings.progress_interval)
-    run = Run(settings, store=store, cdn=cdn, executors=executors or Executors(), reporter=reporter)
+    run = Run(settings, store=store, cdn=cdn, executors=executors or Executors(), reporter=reporter, clock=clock)
     summary, finish = run.summary, reporter.finish
     try:
         run.execute()
@@ -87,8 +89,9 @@ class Run:
     """The values one run shares between its stages; `execute` runs them in order."""
 
     def __init__(self, settings: Settings, *, store: Optional[RemoteStore], cdn, executors: Executors,
-                 reporter: Reporter):
+                 reporter: Reporter, clock: Callable[[], float] = time.time):
         self.settings, self.executors, self.reporter, self.cdn = settings, executors, reporter, cdn
+        self.clock = clock
         self._store = store
         self.rules = HeaderRules(settings)
         self.selection = Selection.of(settings)
@@ -145,6 +148,7 @@ class Run:
                 raise GuardError(planned.refusal)
             with self.locked(scanned, planned) as planned:
                 reporter.skipped(planned.plan.of(Kind.SKIP))
+                reporter.kept(grace.kept(planned.plan))
                 try:
                     self.write(planned)
                 except KeyboardInterrupt as exc:
@@ -173,6 +177,7 @@ class Run:
             plan = diff.make_plan(scanned.files, remotes, evidence.digests, evidence.details, settings,
                                   self.rules, state, kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
             plan, problems = settle_unreadable(plan, evidence, scanned)
+            plan, summary.removed = grace.apply(plan, listing.removed, grace=settings.delete_grace, now=self.clock())
             for key in sorted(evidence.read_errors):
                 self.reporter.warn(evidence.read_errors[key])
             summary.plan, summary.errors = plan, problems

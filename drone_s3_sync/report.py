@@ -78,7 +78,8 @@ def describe(action: Action, paint: Paint = _PLAIN) -> str:
     if action.kind is Kind.REDIRECT and action.headers is not None:
         key = f"{key} -> {action.headers.redirect}"
     reason = action.reason.value
-    if action.detail and action.reason in (Reason.HEADERS, Reason.ACL, Reason.REDIRECT_CHANGED):
+    if action.detail and action.reason in (Reason.HEADERS, Reason.ACL, Reason.REDIRECT_CHANGED, Reason.ORPHAN,
+                                           Reason.GRACE):
         reason += f": {action.detail}"
     if action.kind is Kind.UPLOAD:
         if action.local is not None and action.local.encoding:  # "new, 12.0 KiB -> 3.1 KiB gzip"
@@ -187,10 +188,12 @@ class Reporter:
     def plan(self, plan: Plan) -> None:
         """Dry run: the whole plan, each action with its reason."""
         for action in plan.actions:
-            if action.kind is Kind.SKIP:
-                log.debug("%s", describe(action))
-            else:
+            if action.kind is not Kind.SKIP:
                 self.line("would " + describe(action, self.paint_out))
+            elif action.reason is Reason.GRACE:
+                self.line("would keep " + describe(action)[len("skip"):].lstrip())
+            else:
+                log.debug("%s", describe(action))
 
     def done(self, outcome: Outcome) -> None:
         with self._lock:
@@ -206,6 +209,13 @@ class Reporter:
     def skipped(self, actions: Sequence[Action]) -> None:
         for action in actions:
             log.debug("%s", describe(action))
+
+    def kept(self, actions: Sequence[Action]) -> None:
+        """Objects delete_grace keeps for now: one line, the first to go named."""
+        if actions:
+            first = min(actions, key=lambda a: a.detail)
+            self.info(f"delete_grace: {_count(len(actions))} object(s) no longer in the source kept for now "
+                      f"(the first, {first.key}, {first.detail})")
 
     # ---------------------------------------------------------------- progress
     def begin_transfer(self, total_bytes: int, total_actions: int) -> None:

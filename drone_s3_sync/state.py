@@ -69,12 +69,13 @@ def _headers_of(row: list) -> ObjectHeaders:
 
 
 def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None,
-           conditional_writes: bool = False) -> bytes:
+           conditional_writes: bool = False, removed: Optional[Mapping[str, float]] = None) -> bytes:
     """Deterministic bytes: the same entries always give the same object.
     `owner`: the (bucket, target) the state describes, recorded so that a state
     object copied to another bucket or target is not trusted there.
     `conditional_writes`: the server was seen to honour If-None-Match, so that
-    later runs need not test it again."""
+    later runs need not test it again. `removed`: for delete_grace, when each
+    object kept after its file was removed was first seen so (epoch seconds)."""
     rows, index = [], {}
     objects = {}
     for key in sorted(entries):
@@ -89,6 +90,8 @@ def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None
         document["bucket"], document["target"] = owner
     if conditional_writes:
         document["conditional_writes"] = True
+    if removed:
+        document["removed"] = {key: int(removed[key]) for key in sorted(removed)}
     raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
@@ -102,6 +105,7 @@ class Document(NamedTuple):
     entries: Dict[str, Entry]
     owner: Optional[Tuple[str, str]] = None  # (bucket, target); None: written by an earlier release
     conditional_writes: bool = False
+    removed: Dict[str, float] = {}
 
 
 def read(data: bytes) -> Document:
@@ -118,7 +122,8 @@ def read(data: bytes) -> Document:
             owner = (document["bucket"], document["target"])
         return Document({key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
                          for key, v in document["objects"].items()}, owner,
-                        document.get("conditional_writes") is True)
+                        document.get("conditional_writes") is True,
+                        {str(k): float(v) for k, v in (document.get("removed") or {}).items()})
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
         return Document({})

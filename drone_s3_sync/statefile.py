@@ -44,6 +44,7 @@ class Listing:
     unread: bool = False
     refresh: bool = False
     conditional_writes: bool = False  # the state says the server honours conditional writes
+    removed: Mapping[str, float] = field(default_factory=dict)  # delete_grace: when each was first seen removed
 
     @property
     def exists(self) -> bool:
@@ -66,7 +67,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         return Listing(remotes, stored, {}, unread=True)
     # What was read decides the condition of the next write of the state.
     stored = replace(stored, etag=fetched.etag)
-    entries, owner, conditional = read(fetched.body)
+    entries, owner, conditional, removed = read(fetched.body)
     if owner is not None and owner != (bucket, target):
         warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
              "(copied from another deployment?); it is ignored and every object is checked with S3")
@@ -75,7 +76,8 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
     if len(trusted) < len(entries):
         log.debug("state: %d object(s) written after the state object are checked with S3",
                   len(entries) - len(trusted))
-    return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries), conditional_writes=conditional)
+    return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries), conditional_writes=conditional,
+                   removed=removed)
 
 
 def current(store: RemoteStore, listing: Listing, *, target: str, use_state: bool) -> bool:
@@ -133,8 +135,8 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, tar
         return Retired(stored, etag)
     kept = {k: e for k, e in stored.items() if k not in at_risk}
     try:
-        etag = _put(store, key, encode(kept, (bucket, target), listing.conditional_writes), rules, etag,
-                    listing.exists)
+        etag = _put(store, key, encode(kept, (bucket, target), listing.conditional_writes, listing.removed), rules,
+                    etag, listing.exists)
     except StoreError as exc:
         if exc.code == PRECONDITION_FAILED:
             raise RemoteError(f"the state object {key} was written by another run since this one read it; "
@@ -173,12 +175,13 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     entries.update(kept_entries(listing, {a.key for a in summary.plan.actions}))
     wrote = {o.action.key for o in summary.outcomes if o.ok and o.action.kind is not Kind.DELETE}
     if entries == dict(old.entries) and not listing.refresh and not wrote \
-            and conditional_writes == listing.conditional_writes:
+            and conditional_writes == listing.conditional_writes and summary.removed == dict(listing.removed):
         return
     key = state_key(target)
     exists = listing.exists or old.etag is not None
     try:
-        _put(store, key, encode(entries, (bucket, target), conditional_writes), rules, old.etag, exists)
+        _put(store, key, encode(entries, (bucket, target), conditional_writes, summary.removed), rules, old.etag,
+             exists)
         return
     except StoreError as exc:
         if exc.code != PRECONDITION_FAILED:
@@ -199,7 +202,8 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     warn(f"another run wrote to this target at the same time: {len(wrote | changed)} object(s) written by either "
          "run are checked with S3 by the next run")
     try:
-        _put(store, key, encode(merged, (bucket, target), conditional_writes), rules, theirs.etag, True)
+        _put(store, key, encode(merged, (bucket, target), conditional_writes, summary.removed), rules, theirs.etag,
+             True)
     except StoreError as exc:
         warn(f"cannot write the state object {key}: {exc}")
 

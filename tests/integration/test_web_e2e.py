@@ -376,3 +376,39 @@ def test_order_patterns_each_make_a_wave_and_none_makes_one(s3_server, bucket, m
     (other / "app.js").write_text("2")
     proc = run_sync(plugin_env(bucket, order="none"), cwd=other)
     assert proc.returncode == 0 and "wave" not in proc.stdout
+
+
+# --------------------------------------------------------------------------- delete grace
+
+
+def test_delete_grace_keeps_a_removed_file_then_deletes_it_once_after(s3_server, s3, bucket, make_tree, run_sync,
+                                                                      tmp_path):
+    import gzip
+    import json
+
+    src = make_tree({"index.html": "<p>i</p>", "app-1.js": "var a;"})
+    env = plugin_env(bucket, delete="true", delete_grace="7d")
+    assert run_sync(env, cwd=src).returncode == 0
+    (src / "app-1.js").unlink()
+    report = tmp_path / "report.json"
+    proc = run_sync({**env, "PLUGIN_REPORT": str(report)}, cwd=src)
+    assert proc.returncode == 0, proc.stderr
+    assert "delete_grace: 1 object(s) no longer in the source kept for now (the first, app-1.js, deleted after" \
+        in proc.stdout
+    assert [p["key"] for p in json.loads(report.read_text())["pending_deletes"]] == ["app-1.js"]
+    with s3_server.paused():
+        assert "app-1.js" in {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+        # Eight days pass: the state's record of when the file was first seen gone moves back.
+        key = ".drone-s3-sync-state.json.gz"
+        doc = json.loads(gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+        doc["removed"] = {k: v - 8 * 86400 for k, v in doc["removed"].items()}
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(json.dumps(doc).encode()))
+    s3_server.reset()
+    proc = run_sync(env, cwd=src)
+    assert proc.returncode == 0, proc.stderr
+    assert "delete   app-1.js  (not in source: removed from the source" in proc.stdout
+    assert [(r.op, r.key) for r in s3_server.writes(bucket) if r.op == "DeleteObjects"] == [("DeleteObjects", None)]
+    s3_server.reset()
+    proc = run_sync(env, cwd=src)
+    assert proc.returncode == 0 and "delete " not in proc.stdout
+    assert s3_server.writes(bucket) == []  # deleted exactly once

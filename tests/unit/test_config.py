@@ -753,8 +753,8 @@ def test_help_shows_the_guard_settings(capsys: pytest.CaptureFixture) -> None:
 
 def test_guard_options_follow_delete_in_the_table() -> None:
     names = list(config.OPTION_NAMES)
-    assert names[names.index("delete") + 1:names.index("delete") + 4] == ["allow_empty_source", "allow_nested_delete",
-                                                                          "max_delete"]
+    assert names[names.index("delete") + 1:names.index("delete") + 5] == ["allow_empty_source", "allow_nested_delete",
+                                                                          "max_delete", "delete_grace"]
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_the_region_of_a_website_host_beats_the_fallbacks_not_an_explicit_region
 def test_switches_with_values_and_abbreviations() -> None:
     assert from_sources(["--delete=false"], {**BUCKET, "PLUGIN_DELETE": "true"}).delete is False
     assert from_sources(["--delete=on", "--state=no"], BUCKET).delete is True
-    assert from_sources(["--del"], BUCKET).delete is True  # argparse's abbreviations still work
+    assert from_sources(["--verif"], BUCKET).verify is True  # argparse's abbreviations still work
     with pytest.raises(ConfigError) as info:
         from_sources(["--no-delete=true"], BUCKET)
     assert str(info.value) == "--no-delete: takes no value; use --delete=true or --no-delete alone"
