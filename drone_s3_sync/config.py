@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .parsers import (parse_duration, DeleteLimit, MetadataRules, Rules, _sts_text, parse_bool, parse_bucket, parse_credential,
                       parse_endpoint, parse_int, parse_interval, parse_max_delete, parse_region, parse_report_path,
                       parse_role_arn, parse_seconds, parse_size, parse_target, parse_text, parse_token)
-from .ruleparsers import (parse_order, _check_acl, parse_compress, parse_distributions, parse_encryption, parse_expires, parse_globs,
+from .ruleparsers import (parse_ignore_unsupported, parse_order, _check_acl, parse_compress, parse_distributions, parse_encryption, parse_expires, parse_globs,
                           parse_invalidation_paths, parse_kms_key, parse_metadata, parse_redirects, parse_rules,
                           parse_storage_class)
 from .s3vocab import KMS_ENCRYPTIONS, MAX_PART, MIN_PART, MULTIPART_THRESHOLD, PART_SIZE
@@ -73,6 +73,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
     Option("read_timeout", ("PLUGIN_READ_TIMEOUT",), parse_seconds, "Seconds to wait for S3 to start (or go on) answering a request before that attempt counts as failed and is retried. Default: 60.", "SECONDS"),
     Option("max_attempts", ("PLUGIN_MAX_ATTEMPTS",), lambda n, r: parse_int(n, r, maximum=20), "Attempts per request, the first one included, for failures worth retrying (5xx, throttling, dropped connections, timeouts). Default: 8.", "N"),
+    Option("ignore_unsupported", ("PLUGIN_IGNORE_UNSUPPORTED",), parse_ignore_unsupported, "What an S3-compatible server may leave out of the objects without failing the run: acl, redirects, metadata, cache_control, content_type, content_encoding, content_disposition, content_language, expires. The first object written with each is read back once to check; one the server did not keep fails the run (exit 1) unless named here.", "NAMES"),
     Option("state", ("PLUGIN_STATE",), parse_bool, "Keep the state object (<target>.drone-s3-sync-state.json.gz) that lets a run skip per-object requests. Default: true.", flag=True),
     Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
     Option("lock", ("PLUGIN_LOCK",), parse_bool, "Take the deploy lock (<target>.drone-s3-sync-lock) before the first write, so that two runs never write to the target at once; a second run waits. Runs with nothing to write take no lock. Default: true.", flag=True),
@@ -144,6 +145,7 @@ class Settings:
     quiet: bool = False
     report: str = ""  # a file for the JSON report; "": none
     json: bool = False  # the JSON report on stdout
+    ignore_unsupported: Tuple[str, ...] = ()
     state: bool = True
     verify: bool = False
     lock: bool = True

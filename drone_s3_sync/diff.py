@@ -290,3 +290,20 @@ def clashes(locals_: Iterable[LocalFile], settings: Settings) -> List[str]:
     """Keys that are both a local file and a redirect."""
     redirect_set = {key for key, _, _ in redirect_keys(settings)}
     return sorted(local.key for local in locals_ if local.key in redirect_set)
+
+
+def settle_unreadable(plan: Plan, read_errors: Mapping[str, str], detail_errors: Mapping[str, str],
+                      problems: Sequence[str] = ()) -> Tuple[Plan, List[str]]:
+    """A file that could not be read, or whose object's headers could not be
+    read, is left as it is (and never deleted: it is in the plan). Returns the
+    plan with those keys as SKIP, and the problems to report: `problems`
+    (the scan's) first."""
+    unsettled = {key: f"{key}: cannot read its headers: {error}" for key, error in detail_errors.items()}
+    unsettled.update((key, f"{key}: {error}") for key, error in read_errors.items())
+    found = list(problems)
+    if not unsettled:
+        return plan, found
+    found.extend(unsettled[key] for key in sorted(unsettled))
+    actions = [a if a.key not in unsettled else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
+               for a in plan.actions]
+    return Plan(actions), found

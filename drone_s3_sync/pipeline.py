@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
-from . import diff, grace, guards, statefile
+from . import diff, grace, guards, readback, statefile
 from .cdn import invalidate, paths_for
 from .config import Settings
 from .sources import secrets_of
@@ -100,6 +100,8 @@ class Run:
         self._lock = threading.Lock()
         self._clock = time.monotonic()
         self.lock: Optional[DeployLock] = None
+        self.sampler = readback.Sampler()  # the first object written of each kind, to read back
+        self.verified: Optional[tuple] = None  # (endpoint, kinds) the server is known to keep
 
     @property
     def store(self) -> RemoteStore:
@@ -126,6 +128,8 @@ class Run:
         with self._lock:
             self.summary.outcomes.append(outcome)
             self.reporter.done(outcome)
+        if outcome.ok:
+            self.sampler.wrote(outcome.action)
 
     # ---------------------------------------------------------------- stages
     def execute(self) -> Summary:
@@ -176,7 +180,8 @@ class Run:
         with self.timed("plan"):
             plan = diff.make_plan(scanned.files, remotes, evidence.digests, evidence.details, settings,
                                   self.rules, state, kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
-            plan, problems = settle_unreadable(plan, evidence, scanned)
+            plan, problems = diff.settle_unreadable(plan, evidence.read_errors, evidence.detail_errors,
+                                                    scanned.problems)
             plan, summary.removed = grace.apply(plan, listing.removed, grace=settings.delete_grace, now=self.clock())
             for key in sorted(evidence.read_errors):
                 self.reporter.warn(evidence.read_errors[key])
@@ -277,6 +282,8 @@ class Run:
     def write(self, planned: "Planned") -> None:
         settings, summary = self.settings, self.summary
         plan, listing, evidence = planned.plan, planned.listing, planned.evidence
+        if listing.verified is not None and listing.verified[0] == settings.endpoint:
+            self.sampler.known = frozenset(listing.verified[1])
         with self.timed("state"):
             stored = statefile.retire(plan, listing, store=self.store, bucket=settings.bucket, target=settings.target,
                                       use_state=settings.state, rules=self.rules)
@@ -287,6 +294,7 @@ class Run:
             Writer(self.store, reporter=self.reporter, executors=self.executors,
                    max_concurrency=settings.max_concurrency, record=self.record, vouched=evidence.vouched,
                    cache=planned.cache, on_wave=lambda name: setattr(summary, "wave", name)).write(ordered)
+        unkept = self.read_back()
         self.check_lock()
         summary.stage = Stage.DELETE
         with self.timed("delete"):
@@ -298,9 +306,21 @@ class Run:
                 uploaded = [o.action.local for o in summary.outcomes if o.ok and o.action.kind is Kind.UPLOAD]
                 statefile.save(summary, listing, state_digests(uploaded, evidence, self.executors), stored,
                                store=self.store, bucket=settings.bucket, target=settings.target, rules=self.rules,
-                               warn=self.reporter.warn, conditional_writes=self.conditional_writes(listing))
+                               warn=self.reporter.warn, conditional_writes=self.conditional_writes(listing),
+                               distrust=unkept, verified=self.verified)
         with self.timed("invalidate"):
             self.invalidate()
+
+    def read_back(self) -> set:
+        """Checks that the server kept what the first write of each kind sent;
+        returns the keys the state must not vouch for (written with something
+        the server dropped), so that every run finds them again."""
+        with self.timed("transfer"):
+            errors, unkept, self.verified = readback.verify(
+                self.sampler, self.store, [o.action for o in self.summary.outcomes if o.ok],
+                endpoint=self.settings.endpoint, ignored=self.settings.ignore_unsupported, warn=self.reporter.warn)
+        self.summary.errors.extend(errors)
+        return unkept
 
     def conditional_writes(self, listing: statefile.Listing) -> bool:
         """What the state records of the server: seen to honour conditional writes."""
@@ -377,18 +397,3 @@ class Planned:
     plan: Plan
     refusal: Optional[str]
     cache: Optional[CompressedCache]
-
-
-def settle_unreadable(plan: Plan, evidence: Evidence, scanned: ScanResult):
-    """A file that could not be read, or whose object's headers could not be
-    read, is left as it is (and never deleted: it is in the plan). Returns the
-    plan with those keys as SKIP, and the problems to report, scan's first."""
-    unsettled = {key: f"{key}: cannot read its headers: {error}" for key, error in evidence.detail_errors.items()}
-    unsettled.update((key, f"{key}: {error}") for key, error in evidence.read_errors.items())
-    problems = list(scanned.problems)
-    if not unsettled:
-        return plan, problems
-    problems.extend(unsettled[key] for key in sorted(unsettled))
-    actions = [a if a.key not in unsettled else Action(Kind.SKIP, a.key, a.reason, a.local, a.headers)
-               for a in plan.actions]
-    return Plan(actions), problems

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .errors import ConfigError
 from .parsers import MetadataRules, Rules, _text, check_relative
 from .keys import STATE_NAME
-from .s3vocab import CANNED_ACLS, ENCRYPTIONS, STORAGE_CLASSES
+from .s3vocab import KEPT_FIELDS, CANNED_ACLS, ENCRYPTIONS, STORAGE_CLASSES
 
 
 
@@ -188,6 +188,19 @@ def _text_items(name: str, raw: Any, forms: str, *, many: str, one: str) -> List
         if text:
             items.append(text)
     return items
+
+
+def parse_ignore_unsupported(name: str, raw: Any) -> Tuple[str, ...]:
+    """What a server may drop without failing the run: names from KEPT_FIELDS."""
+    forms = f"use one or more of {', '.join(KEPT_FIELDS)}, separated by commas (or a JSON or YAML list)"
+    names = []
+    for item in _text_items(name, raw, forms, many="names", one="a name"):
+        item = item.strip().lower()
+        if item not in KEPT_FIELDS:
+            raise ConfigError(name, f"{item!r} is not something a server can leave out; {forms}")
+        if item not in names:
+            names.append(item)
+    return tuple(names)
 
 
 def parse_order(name: str, raw: Any) -> Tuple[str, ...]:

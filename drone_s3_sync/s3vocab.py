@@ -80,3 +80,18 @@ def canned_acl(owner_id: Optional[str], grants: Iterable[dict]) -> str:
         frozenset({("account", "READ")}): "bucket-owner-read",
         frozenset({("account", "FULL_CONTROL")}): "bucket-owner-full-control",
     }.get(frozenset(others), "custom")
+
+
+# What a server may silently not keep, by the name `ignore_unsupported` uses:
+# the ObjectHeaders field written for it.
+KEPT_FIELDS = {
+    "acl": "acl",
+    "redirects": "redirect",
+    "metadata": "metadata",
+    "cache_control": "cache_control",
+    "content_type": "content_type",
+    "content_encoding": "content_encoding",
+    "content_disposition": "content_disposition",
+    "content_language": "content_language",
+    "expires": "expires",
+}

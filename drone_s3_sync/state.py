@@ -69,13 +69,15 @@ def _headers_of(row: list) -> ObjectHeaders:
 
 
 def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None,
-           conditional_writes: bool = False, removed: Optional[Mapping[str, float]] = None) -> bytes:
+           conditional_writes: bool = False, removed: Optional[Mapping[str, float]] = None,
+           verified: Optional[Tuple[str, Tuple[str, ...]]] = None) -> bytes:
     """Deterministic bytes: the same entries always give the same object.
     `owner`: the (bucket, target) the state describes, recorded so that a state
     object copied to another bucket or target is not trusted there.
     `conditional_writes`: the server was seen to honour If-None-Match, so that
     later runs need not test it again. `removed`: for delete_grace, when each
-    object kept after its file was removed was first seen so (epoch seconds)."""
+    object kept after its file was removed was first seen so (epoch seconds).
+    `verified`: (endpoint, kinds) the server was seen to keep (readback.py)."""
     rows, index = [], {}
     objects = {}
     for key in sorted(entries):
@@ -92,6 +94,8 @@ def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None
         document["conditional_writes"] = True
     if removed:
         document["removed"] = {key: int(removed[key]) for key in sorted(removed)}
+    if verified is not None and verified[1]:
+        document["verified"] = {"endpoint": verified[0], "kinds": sorted(verified[1])}
     raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
@@ -106,6 +110,11 @@ class Document(NamedTuple):
     owner: Optional[Tuple[str, str]] = None  # (bucket, target); None: written by an earlier release
     conditional_writes: bool = False
     removed: Dict[str, float] = {}
+    verified: Optional[Tuple[str, Tuple[str, ...]]] = None
+
+
+def encode_document(doc: Document) -> bytes:
+    return encode(doc.entries, doc.owner, doc.conditional_writes, doc.removed, doc.verified)
 
 
 def read(data: bytes) -> Document:
@@ -123,10 +132,17 @@ def read(data: bytes) -> Document:
         return Document({key: Entry(etag=str(v[0]), size=int(v[1]), xxh=v[2], headers=headers[int(v[3])])
                          for key, v in document["objects"].items()}, owner,
                         document.get("conditional_writes") is True,
-                        {str(k): float(v) for k, v in (document.get("removed") or {}).items()})
+                        {str(k): float(v) for k, v in (document.get("removed") or {}).items()},
+                        _verified(document.get("verified")))
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
         return Document({})
+
+
+def _verified(value) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    if not isinstance(value, dict):
+        return None
+    return str(value.get("endpoint", "")), tuple(sorted(str(k) for k in value.get("kinds") or ()))
 
 
 def entries_at_risk(plan: Plan, stored: Mapping[str, Entry], remotes: Mapping[str, RemoteObject]) -> Set[str]:

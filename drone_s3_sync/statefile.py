@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import AbstractSet, Callable, Dict, Mapping, Optional
+from typing import AbstractSet, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import RemoteError, StoreError
 from .model import Kind, Plan, RemoteObject, Summary
 from .rules import HeaderRules
 from .keys import lock_key
-from .state import STATE_NAME, Entry, encode, entries_at_risk, next_state, read, state_key
+from .state import STATE_NAME, Document, Entry, encode_document, entries_at_risk, next_state, read, state_key
 from .store import PRECONDITION_FAILED, RemoteStore
 
 log = logging.getLogger("drone_s3_sync")
@@ -45,6 +45,7 @@ class Listing:
     refresh: bool = False
     conditional_writes: bool = False  # the state says the server honours conditional writes
     removed: Mapping[str, float] = field(default_factory=dict)  # delete_grace: when each was first seen removed
+    verified: Optional[Tuple[str, Tuple[str, ...]]] = None  # (endpoint, kinds) the server was seen to keep
 
     @property
     def exists(self) -> bool:
@@ -67,7 +68,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         return Listing(remotes, stored, {}, unread=True)
     # What was read decides the condition of the next write of the state.
     stored = replace(stored, etag=fetched.etag)
-    entries, owner, conditional, removed = read(fetched.body)
+    entries, owner, conditional, removed, verified = read(fetched.body)
     if owner is not None and owner != (bucket, target):
         warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
              "(copied from another deployment?); it is ignored and every object is checked with S3")
@@ -77,7 +78,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         log.debug("state: %d object(s) written after the state object are checked with S3",
                   len(entries) - len(trusted))
     return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries), conditional_writes=conditional,
-                   removed=removed)
+                   removed=removed, verified=verified)
 
 
 def current(store: RemoteStore, listing: Listing, *, target: str, use_state: bool) -> bool:
@@ -135,8 +136,9 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, tar
         return Retired(stored, etag)
     kept = {k: e for k, e in stored.items() if k not in at_risk}
     try:
-        etag = _put(store, key, encode(kept, (bucket, target), listing.conditional_writes, listing.removed), rules,
-                    etag, listing.exists)
+        etag = _put(store, key, encode_document(Document(kept, (bucket, target), listing.conditional_writes,
+                                                         dict(listing.removed), listing.verified)),
+                    rules, etag, listing.exists)
     except StoreError as exc:
         if exc.code == PRECONDITION_FAILED:
             raise RemoteError(f"the state object {key} was written by another run since this one read it; "
@@ -164,7 +166,8 @@ def _put(store: RemoteStore, key: str, body: bytes, rules: HeaderRules, etag: Op
 
 def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: RemoteStore,
          bucket: str, target: str, rules: HeaderRules, warn: Callable[[str], None],
-         conditional_writes: bool = False) -> None:
+         conditional_writes: bool = False, distrust: AbstractSet[str] = frozenset(),
+         verified: Optional[Tuple[str, Tuple[str, ...]]] = None) -> None:
     """Record what every object now is; written when that changed, when the
     state must be refreshed, or when the run wrote any object (so that the
     state is never older than an object it vouches for). Entries of
@@ -173,15 +176,18 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     the sync itself succeeded, and the next run checks the objects with S3."""
     entries = next_state(summary, listing.remotes, digests)
     entries.update(kept_entries(listing, {a.key for a in summary.plan.actions}))
+    for key in distrust:  # written with headers the server did not keep
+        entries.pop(key, None)
     wrote = {o.action.key for o in summary.outcomes if o.ok and o.action.kind is not Kind.DELETE}
-    if entries == dict(old.entries) and not listing.refresh and not wrote \
-            and conditional_writes == listing.conditional_writes and summary.removed == dict(listing.removed):
+    new = Document(entries, (bucket, target), conditional_writes, summary.removed, verified)
+    before = Document(dict(old.entries), (bucket, target), listing.conditional_writes, dict(listing.removed),
+                      listing.verified)
+    if new == before and not listing.refresh and not wrote:
         return
     key = state_key(target)
     exists = listing.exists or old.etag is not None
     try:
-        _put(store, key, encode(entries, (bucket, target), conditional_writes, summary.removed), rules, old.etag,
-             exists)
+        _put(store, key, encode_document(new), rules, old.etag, exists)
         return
     except StoreError as exc:
         if exc.code != PRECONDITION_FAILED:
@@ -198,12 +204,11 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     their_entries = read(theirs.body).entries
     before = dict(old.entries)
     changed = {k for k in set(their_entries) | set(before) if their_entries.get(k) != before.get(k)}
-    merged = {k: e for k, e in entries.items() if k not in wrote and k not in changed}
+    merged = new._replace(entries={k: e for k, e in entries.items() if k not in wrote and k not in changed})
     warn(f"another run wrote to this target at the same time: {len(wrote | changed)} object(s) written by either "
          "run are checked with S3 by the next run")
     try:
-        _put(store, key, encode(merged, (bucket, target), conditional_writes, summary.removed), rules, theirs.etag,
-             True)
+        _put(store, key, encode_document(merged), rules, theirs.etag, True)
     except StoreError as exc:
         warn(f"cannot write the state object {key}: {exc}")
 

@@ -56,6 +56,8 @@ class Writer:
         self.max_concurrency = max_concurrency
         self.vouched, self.cache = vouched, cache
         self._record = record
+        self._fallback: List[Action] = []  # header updates the server could not copy: uploaded instead
+        self._fallback_lock = threading.Lock()
         self._on_wave = on_wave
 
     def finish(self, action: Action, error: str, started: float, etag: str = "") -> None:
@@ -75,7 +77,9 @@ class Writer:
                 self.reporter.wave(number, len(waves), wave.name, len(wave.actions))
                 self._on_wave(wave.name)
                 self._rewrite_headers([a for a in wave.actions if a.kind in (Kind.UPDATE, Kind.REDIRECT)])
-                self._upload([a for a in wave.actions if a.kind is Kind.UPLOAD])
+                with self._fallback_lock:
+                    fallback, self._fallback = self._fallback, []
+                self._upload([a for a in wave.actions if a.kind is Kind.UPLOAD] + fallback)
         finally:
             self.reporter.end_transfer()
 
@@ -91,7 +95,13 @@ class Writer:
                 etag = self.store.copy_headers(action.key, action.headers, remote, action.md5,
                                                if_match=action.listed_etag or None)
         except StoreError as exc:
-            if exc.code == PRECONDITION_FAILED:
+            if exc.code in ("NoSuchKey", "404") and action.kind is Kind.UPDATE and action.local is not None:
+                # Listed a moment ago, yet the copy finds no such key: a server that
+                # cannot copy this key (s3rver with '+' in it). The bytes go up again.
+                log.info("%s: the server answered %s to the header copy; uploading the file again", action.key, exc)
+                with self._fallback_lock:
+                    self._fallback.append(replace(action, kind=Kind.UPLOAD, listed_etag=""))
+            elif exc.code == PRECONDITION_FAILED:
                 self.finish(action, "another run or tool wrote this object after it was listed: its headers "
                                     "were not changed; the next run checks it again", started)
             else:

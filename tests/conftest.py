@@ -379,6 +379,9 @@ class RecordingMotoServer:
 
         self._lock = threading.Lock()
         self._log: List[Request] = []
+        # Request headers the server ignores on writes, as some S3-compatible
+        # servers do (SeaweedFS: x-amz-acl, x-amz-website-redirect-location).
+        self.dropped_headers: set = set()
         self._paused = 0
         self._faults: List[Fault] = []
         # Port 0: werkzeug binds a free port and reports it in server_address.
@@ -422,6 +425,10 @@ class RecordingMotoServer:
                     start_response(f"{fault.status} Injected", [("Content-Type", "application/xml"),
                                                                ("Content-Length", str(len(body)))])
                     return [body]
+
+            if rec.op in ("PutObject", "CopyObject", "CreateMultipartUpload"):
+                for name in self.dropped_headers:  # a server that takes the request and ignores these
+                    environ.pop("HTTP_" + name.upper().replace("-", "_"), None)
 
             if _copy_precondition_fails(rec):
                 _drain(environ)
@@ -474,6 +481,7 @@ class RecordingMotoServer:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self.dropped_headers = set()
 
     def start(self) -> None:
         self._moto.start()

@@ -75,7 +75,7 @@ def test_a_state_copied_from_another_target_is_not_trusted(tmp_path):
     summary = prod()
     assert "written for s3://bucket/staging/, not for s3://bucket/prod/" in prod.err.getvalue()
     assert {k: d for k, (_, d) in changes(summary).items()} == {"prod/" + k: "cache_control" for k in SITE}
-    assert prod.sent["HeadObject"] == len(SITE) + 1  # + the lock's look at the state
+    assert prod.sent["HeadObject"] == len(SITE) + 2  # + the lock's look at the state, + one read back
     entries, owner = read(store.objects[state_key("prod/")].body)[:2]
     assert owner == ("bucket", "prod/")
     assert {e.headers.cache_control for e in entries.values()} == {"max-age=600"}

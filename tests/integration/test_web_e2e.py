@@ -412,3 +412,41 @@ def test_delete_grace_keeps_a_removed_file_then_deletes_it_once_after(s3_server,
     proc = run_sync(env, cwd=src)
     assert proc.returncode == 0 and "delete " not in proc.stdout
     assert s3_server.writes(bucket) == []  # deleted exactly once
+
+
+# --------------------------------------------------------------------------- servers that ignore what they are sent
+
+
+@pytest.mark.parametrize("dropped, settings, setting", [
+    ("x-amz-website-redirect-location", {"redirects": '{"old.html": "/index.html"}'}, "redirects"),
+    ("x-amz-acl", {"acl": "public-read"}, "acl"),
+], ids=["redirect", "acl"])
+def test_a_server_that_ignores_a_header_is_caught_by_reading_back_once(s3_server, bucket, make_tree, run_sync,
+                                                                         dropped, settings, setting):
+    src = make_tree({"index.html": "<p>i</p>", "a.css": "p{}"})
+    env = plugin_env(bucket, **settings)
+    s3_server.dropped_headers = {dropped}
+    proc = run_sync(env, cwd=src)
+    assert proc.returncode == 1, proc.stderr
+    assert f"the server {s3_server.endpoint} did not keep {setting} on" in proc.stderr
+    assert f"ignore_unsupported: [{setting}]" in proc.stderr and "Traceback" not in proc.stderr
+    reads = [r for r in s3_server.requests if r.op in ("HeadObject", "GetObjectAcl")]
+    assert 1 <= len(reads) <= 2  # one object read back, its ACL too when an ACL was sent
+    assert run_sync(env, cwd=src).returncode == 1  # not vouched for: the next run fails again
+    accepted = run_sync({**env, "PLUGIN_IGNORE_UNSUPPORTED": setting}, cwd=src)
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"accepted by ignore_unsupported: {setting}" in accepted.stderr
+
+
+def test_a_header_copy_answered_no_such_key_goes_up_as_an_upload(s3_server, s3, bucket, make_tree, run_sync):
+    src = make_tree({"c++/guide.html": "<p>g</p>", "index.html": "<p>i</p>"})
+    assert run_sync(plugin_env(bucket), cwd=src).returncode == 0
+    # s3rver decodes the copy source with decodeURI: a '+' in the key is not found.
+    s3_server.inject("CopyObject", "c++/guide.html", status=404, code="NoSuchKey", times=None)
+    s3_server.reset()
+    proc = run_sync(plugin_env(bucket, cache_control="max-age=60"), cwd=src)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [(r.op, r.status) for r in s3_server.requests if r.key == "c++/guide.html"
+            and r.op in ("CopyObject", "PutObject")] == [("CopyObject", 404), ("PutObject", 200)]
+    with s3_server.paused():
+        assert s3.head_object(Bucket=bucket, Key="c++/guide.html")["CacheControl"] == "max-age=60"

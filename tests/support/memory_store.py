@@ -42,6 +42,7 @@ class MemoryStore:
         self.objects: Dict[str, StoredObject] = {}
         self.now = 1_780_000_000  # the server's clock, in whole seconds; moves only when told to
         self.conditional = True  # False: a server that ignores If-Match / If-None-Match
+        self.drops: Dict[str, object] = {}  # ObjectHeaders fields a careless server stores as this value instead
         self.ops: List[Tuple[str, str]] = []  # (operation, key) in the order they were sent
         self._faults: Dict[Tuple[str, str], Tuple[str, Callable[[], None]]] = {}
         self._hooks: Dict[Tuple[str, str], Callable[[], None]] = {}
@@ -176,6 +177,7 @@ class MemoryStore:
         on_done(etag, None)
 
     def _store(self, key: str, body: bytes, headers: ObjectHeaders, md5: Optional[str] = None) -> str:
+        headers = replace(headers, **self.drops)
         etag = _md5(body) if headers.encryption not in ("aws:kms", "aws:kms:dsse") else hashlib.sha1(body).hexdigest()[:32]
         self.objects[key] = StoredObject(body, headers, etag, self.now, md5)
         return etag
