@@ -73,7 +73,10 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
              "(copied from another deployment?); it is ignored and every object is checked with S3")
         return Listing(remotes, stored, {}, refresh=True)
-    trusted = {k: e for k, e in entries.items() if not written_after(remotes.get(k), stored)}
+    # Only an entry that still describes its object can vouch for something
+    # another writer changed; the others vouch for nothing already.
+    trusted = {k: e for k, e in entries.items()
+               if not (e.describes(remotes.get(k)) and written_after(remotes.get(k), stored))}
     if len(trusted) < len(entries):
         log.debug("state: %d object(s) written after the state object are checked with S3",
                   len(entries) - len(trusted))

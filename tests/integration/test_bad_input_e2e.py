@@ -189,6 +189,14 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "0", "more than 0 and at most 3600 seconds", id="zero"),
         bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "15m", "not a number of seconds", id="unit"),
     ],
+    "order": [bad("PLUGIN_ORDER", "../x", "patterns relative to the source", id="outside")],
+    "delete_grace": [
+        bad("PLUGIN_DELETE_GRACE", "7 days", "not a duration; use a duration such as 7d", id="words"),
+        bad("PLUGIN_DELETE_GRACE", "400d", "more than a year", id="too-long"),
+    ],
+    "ignore_unsupported": [
+        bad("PLUGIN_IGNORE_UNSUPPORTED", "acl,tags", "'tags' is not something a server can leave out", id="unknown"),
+    ],
     "lock_timeout": [
         bad("PLUGIN_LOCK_TIMEOUT", "-1", "more than 0 and at most 3600 seconds", id="negative"),
         bad("PLUGIN_LOCK_TIMEOUT", "5m", "not a number of seconds", id="unit"),

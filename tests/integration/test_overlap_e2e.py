@@ -11,7 +11,6 @@ of the local file and the headers the last run's settings say.
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Any, Dict
 
 from drone_run import ok, plugin_env
