@@ -24,8 +24,8 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Optional, Tuple
 
 from .errors import LockError, StoreError
 from .store import PRECONDITION_FAILED, RemoteStore
@@ -54,6 +54,9 @@ class Holder:
     build: str = ""
     repo: str = ""
     commit: str = ""
+    # Its multipart uploads not yet ended: a run taking over a stale lock aborts
+    # them (they are this tool's, so another tool's are never touched).
+    uploads: Tuple[Tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         ci = " ".join(f"{name} {value[:12] if name == 'commit' else value}"
@@ -62,8 +65,8 @@ class Holder:
 
     def encode(self) -> bytes:
         return json.dumps({"tool": "drone-s3-sync", "host": self.host, "pid": self.pid, "started": self.started,
-                           "ttl": self.ttl, "build": self.build, "repo": self.repo, "commit": self.commit},
-                          sort_keys=True).encode("utf-8")
+                           "ttl": self.ttl, "build": self.build, "repo": self.repo, "commit": self.commit,
+                           "uploads": [list(u) for u in self.uploads]}, sort_keys=True).encode("utf-8")
 
     @classmethod
     def decode(cls, body: bytes) -> "Holder":
@@ -71,7 +74,8 @@ class Holder:
             data = json.loads(body.decode("utf-8"))
             return cls(host=str(data.get("host", "?")), pid=int(data.get("pid", 0)), started=str(data.get("started", "")),
                        ttl=float(data.get("ttl", TTL)), build=str(data.get("build", "")),
-                       repo=str(data.get("repo", "")), commit=str(data.get("commit", "")))
+                       repo=str(data.get("repo", "")), commit=str(data.get("commit", "")),
+                       uploads=tuple((str(k), str(u)) for k, u in data.get("uploads") or ()))
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
             return cls()  # not ours to read: still a lock, with the default expiry
 
@@ -104,6 +108,7 @@ class DeployLock:
         self.lost = False
         self.held = False
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._renewer: Optional[threading.Thread] = None
         self._etag_lock = threading.Lock()
 
@@ -165,7 +170,19 @@ class DeployLock:
                   f"for {age:.0f} s and was probably stopped; what it left half done is checked with S3")
         self.held = True
         self._start_renewing()
+        self._abort_left_uploads(holder)
         return True
+
+    def _abort_left_uploads(self, holder: Holder) -> None:
+        """The multipart uploads the stopped holder had begun: their parts would
+        otherwise stay stored (and billed) without an object."""
+        for key, upload_id in holder.uploads:
+            try:
+                self.store.abort_upload(key, upload_id)
+            except StoreError as exc:
+                self.warn(f"cannot abort the multipart upload of {key} left by the stopped run ({exc})")
+            else:
+                self.notify(f"aborted the multipart upload of {key} left by the stopped run")
 
     def _check_conditions_honoured(self) -> None:
         """An S3-compatible server may ignore If-None-Match: a second conditional
@@ -187,17 +204,25 @@ class DeployLock:
 
     # ---------------------------------------------------------------- holding it
     def _start_renewing(self) -> None:
+        self.store.watch_uploads(self._wake.set)
         self._renewer = threading.Thread(target=self._renew_loop, name="lock-renew", daemon=True)
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.holder.ttl / 4):
+        """Every ttl/4, and at once when a multipart upload begins (so that the
+        lock names it should this run be killed)."""
+        while not self._stop.is_set():
+            self._wake.wait(self.holder.ttl / 4)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.renew()
 
     def renew(self) -> None:
         with self._etag_lock:
             if self.lost or not self.held:
                 return
+            self.holder = replace(self.holder, uploads=tuple(self.store.open_uploads()))
             try:
                 self.etag = self.store.put_bytes(self.key, self.holder.encode(), "application/json",
                                                  if_match=self.etag)
@@ -210,6 +235,7 @@ class DeployLock:
 
     def release(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._renewer is not None:
             self._renewer.join()
         with self._etag_lock:

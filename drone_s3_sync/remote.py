@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import threading
@@ -24,12 +22,12 @@ from .credentials import make_session
 from .errors import CREDENTIALS_HINT, ConfigError, RemoteError, StoreError, error_code, error_text
 from .model import ObjectHeaders, RemoteDetails, RemoteObject
 from .s3listing import _LISTED, _take_listing, listed_time, storage_class  # noqa: F401 (_LISTED: tests)
-from .s3vocab import ENCRYPTIONS, KMS_ENCRYPTIONS, STANDARD, canned_acl
+from .s3args import MD5_METADATA, header_args, kept_args, md5_from_metadata
+from .s3vocab import STANDARD, canned_acl
 from .store import Body, Fetched, UploadDone
 
 log = logging.getLogger("drone_s3_sync")
 
-MD5_METADATA = "md5chksum"  # base64 MD5, the name rclone uses, for objects whose ETag is not an MD5
 DELETE_BATCH = 1000
 
 
@@ -73,14 +71,7 @@ def s3_client(session: boto3.session.Session, settings: Settings):
     return session.client("s3", **kwargs)
 
 
-def _md5_from_metadata(value: Optional[str]) -> Optional[str]:
-    if not value:
-        return None
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return raw.hex() if len(raw) == 16 else None
+
 
 
 def _expires(head: dict) -> Optional[str]:
@@ -93,22 +84,7 @@ def _expires(head: dict) -> Optional[str]:
     return http_date(raw) or str(raw)
 
 
-def kept_args(headers: ObjectHeaders, details: Optional[RemoteDetails]) -> dict:
-    """Arguments that keep an object's encryption, KMS key and storage class where
-    the settings leave them unset, for a write that only changes its headers: a
-    copy with REPLACE (or a new upload) would otherwise drop them."""
-    if details is None:
-        return {}
-    args = {}
-    encryption = headers.encryption
-    if not encryption and details.sse in ENCRYPTIONS:
-        encryption = args["ServerSideEncryption"] = details.sse
-    if encryption in KMS_ENCRYPTIONS and details.sse in KMS_ENCRYPTIONS and not headers.kms_key_id \
-            and details.kms_key:
-        args["SSEKMSKeyId"] = details.kms_key
-    if not headers.storage_class and details.storage_class and details.storage_class != STANDARD:
-        args["StorageClass"] = details.storage_class
-    return args
+
 
 
 def _failed(exc: BaseException) -> StoreError:
@@ -134,6 +110,7 @@ class S3Store:
         self._etag_lock = threading.Lock()
         # Multipart uploads begun and not yet completed or aborted: {upload id: key}.
         self._open_uploads: Dict[str, str] = {}
+        self._on_opened: Callable[[], None] = lambda: None  # told when a multipart upload begins
         events = self.client.meta.events
         for operation in ("PutObject", "CopyObject", "CreateMultipartUpload", "CompleteMultipartUpload",
                           "AbortMultipartUpload"):
@@ -155,6 +132,7 @@ class S3Store:
         if upload_id:
             with self._etag_lock:
                 self._open_uploads[upload_id] = context.get("drone_s3_sync_key") or parsed.get("Key") or ""
+            self._on_opened()
 
     def _upload_closed(self, http_response, context, **kwargs):
         upload_id = context.get("drone_s3_sync_upload_id")
@@ -215,7 +193,7 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise _failed(exc) from None
         metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
-        md5 = _md5_from_metadata(metadata.pop(MD5_METADATA, None))
+        md5 = md5_from_metadata(metadata.pop(MD5_METADATA, None))
         sse = head.get("ServerSideEncryption") or ("SSE-C" if head.get("SSECustomerAlgorithm") else None)
         kms_key = head.get("SSEKMSKeyId") or None
         # S3 sends no storage class header for STANDARD objects.
@@ -282,38 +260,6 @@ class S3Store:
             raise _failed(exc) from None
         return (response.get("ETag") or "").strip('"').lower()
 
-    @staticmethod
-    def header_args(headers: ObjectHeaders, md5: Optional[str] = None) -> dict:
-        args = {"ContentType": headers.content_type}
-        if headers.content_encoding:
-            args["ContentEncoding"] = headers.content_encoding
-        if headers.cache_control:
-            args["CacheControl"] = headers.cache_control
-        metadata = dict(headers.metadata)
-        if md5:
-            metadata[MD5_METADATA] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
-        if metadata:
-            args["Metadata"] = metadata
-        # A new object is private by default, and buckets with ACLs disabled (the
-        # AWS default since 2023) reject any ACL header but bucket-owner-full-control:
-        # so "private" is expressed by sending no ACL at all.
-        if headers.acl != "private":
-            args["ACL"] = headers.acl
-        if headers.redirect:
-            args["WebsiteRedirectLocation"] = headers.redirect
-        if headers.content_disposition:
-            args["ContentDisposition"] = headers.content_disposition
-        if headers.content_language:
-            args["ContentLanguage"] = headers.content_language
-        if headers.expires:
-            args["Expires"] = headers.expires
-        if headers.storage_class:
-            args["StorageClass"] = headers.storage_class
-        if headers.encryption:
-            args["ServerSideEncryption"] = headers.encryption
-            if headers.kms_key_id:
-                args["SSEKMSKeyId"] = headers.kms_key_id
-        return args
 
     def manager(self) -> TransferManager:
         if self._manager is None:
@@ -334,7 +280,7 @@ class S3Store:
         compressed body), multipart from multipart_threshold up, with the same
         part sizes either way. `keep`: the object this upload replaces only to
         change its headers. `on_done(etag, error)` is called when it ends."""
-        args = self.header_args(headers, md5)
+        args = header_args(headers, md5)
         args.update(kept_args(headers, keep))
         subscribers: List[BaseSubscriber] = [_Ended(self, key, on_done)]
         if on_progress is not None:
@@ -354,14 +300,14 @@ class S3Store:
             connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}))
 
     def put_redirect(self, key: str, headers: ObjectHeaders) -> str:
-        return self._put(Key=key, Body=b"", **self.header_args(headers))
+        return self._put(Key=key, Body=b"", **header_args(headers))
 
     def copy_headers(self, key: str, headers: ObjectHeaders, details: Optional[RemoteDetails],
                      md5: Optional[str] = None, *, if_match: Optional[str] = None) -> str:
         """Rewrite an object's headers in place: a metadata-only copy onto itself.
         `md5` (else the one recorded in the object) is recorded in its metadata.
         Returns the ETag of the copy."""
-        args = self.header_args(headers, md5 or (details.md5 if details else None))
+        args = header_args(headers, md5 or (details.md5 if details else None))
         args.update(kept_args(headers, details))
         if if_match:
             args["CopySourceIfMatch"] = f'"{if_match}"'
@@ -428,13 +374,21 @@ class S3Store:
         failures = []
         for key, upload_id in self.open_uploads():
             try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                    failures.append((key, error_text(exc)))
-            except BotoCoreError as exc:
-                failures.append((key, error_text(exc)))
+                self.abort_upload(key, upload_id)
+            except StoreError as exc:
+                failures.append((key, str(exc)))
         return failures
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Aborts a multipart upload; one already gone (NoSuchUpload) is no error."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) != "NoSuchUpload":
+                raise _failed(exc) from None
+
+    def watch_uploads(self, opened: Callable[[], None]) -> None:
+        self._on_opened = opened
 
 
 Store = S3Store  # the name the Python API has used

@@ -82,3 +82,12 @@ class RemoteStore(Protocol):
 
     def remove(self, key: str) -> None:
         """Deletes one object of the tool's own (DeleteObject)."""
+
+    def open_uploads(self) -> List[Tuple[str, str]]:
+        """(key, upload id) of this run's multipart uploads begun and not ended."""
+
+    def watch_uploads(self, opened: Callable[[], None]) -> None:
+        """`opened()` is called whenever one of this run's multipart uploads begins."""
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Aborts a multipart upload (one already gone is no error)."""

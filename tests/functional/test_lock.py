@@ -170,3 +170,13 @@ def test_lock_false_sends_no_lock_request(tmp_path):
     Run(store, tree(tmp_path, SITE), lock="false")()
     assert all(key != LOCK for _, key in store.ops)
     assert ("HeadObject", STATE) not in store.ops
+
+
+def test_taking_over_a_stale_lock_aborts_the_multipart_uploads_its_holder_left(tmp_path):
+    store = MemoryStore()
+    plant_lock(store, uploads=(("big.iso", "upload-1"), ("video.mp4", "upload-2")))
+    store.now += 121
+    run = Run(store, tree(tmp_path, SITE))
+    assert run().exit_code == 0
+    assert store.aborted == [("big.iso", "upload-1"), ("video.mp4", "upload-2")]
+    assert "aborted the multipart upload of big.iso left by the stopped run" in run.out.getvalue()

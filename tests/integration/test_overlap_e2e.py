@@ -176,3 +176,31 @@ def test_the_lock_is_visible_in_the_request_log_and_costs_a_writing_run_three_re
     ok(run_sync(env, cwd=src))
     assert [(r.op, r.key) for r in s3_server.all_requests if r.key in (LOCK, STATE)] == [
         ("GetObject", STATE), ("PutObject", LOCK), ("HeadObject", STATE), ("PutObject", STATE), ("DeleteObject", LOCK)]
+
+
+def test_a_killed_runs_multipart_upload_is_aborted_by_the_run_that_takes_over(s3_server, s3, bucket, make_tree,
+                                                                             run_sync):
+    import os
+
+    files = {"big.bin": os.urandom(12 * 1024 * 1024), "index.html": b"<p>i</p>"}
+    src = make_tree(files)
+    env = plugin_env(bucket, target="site", multipart_threshold="5MiB", part_size="5MiB")
+    s3_server.inject("UploadPart", re.compile("^site/big.bin$"), delay=30.0, answer=False, times=None,
+                     access_key=key_id("k"))
+    proc = start_sync(s3_server, as_run("k", env), src)
+    # The lock is renewed as soon as the multipart upload begins: it names the upload.
+    wait_for(lambda: any(r.op == "PutObject" and r.key == LOCK and r.status == 200
+                         and r.arrived > next((c.answered or 1e18 for c in s3_server.all_requests
+                                               if c.op == "CreateMultipartUpload"), 1e18)
+                         for r in s3_server.all_requests), "the lock naming the upload", proc)
+    proc.kill()
+    proc.wait()
+    s3_server.clear_faults()
+    with s3_server.paused():
+        assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == ["site/big.bin"]
+    s3_server.age_object(bucket, LOCK, 200)
+    proc2 = ok(run_sync(env, cwd=src))
+    assert "aborted the multipart upload of site/big.bin left by the stopped run" in proc2.stdout
+    with s3_server.paused():
+        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_bucket_is(s3, s3_server, bucket, files, None)

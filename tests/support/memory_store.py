@@ -42,7 +42,8 @@ class MemoryStore:
         self.objects: Dict[str, StoredObject] = {}
         self.now = 1_780_000_000  # the server's clock, in whole seconds; moves only when told to
         self.conditional = True  # False: a server that ignores If-Match / If-None-Match
-        self.drops: Dict[str, object] = {}  # ObjectHeaders fields a careless server stores as this value instead
+        self.drops: Dict[str, object] = {}
+        self.aborted: List[Tuple[str, str]] = []  # ObjectHeaders fields a careless server stores as this value instead
         self.ops: List[Tuple[str, str]] = []  # (operation, key) in the order they were sent
         self._faults: Dict[Tuple[str, str], Tuple[str, Callable[[], None]]] = {}
         self._hooks: Dict[Tuple[str, str], Callable[[], None]] = {}
@@ -199,6 +200,16 @@ class MemoryStore:
                 else:
                     self.objects.pop(key, None)
         return failures
+
+    def open_uploads(self) -> List[Tuple[str, str]]:
+        return []  # uploads end within `upload` here
+
+    def watch_uploads(self, opened) -> None:
+        pass
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._send("AbortMultipartUpload", key)
+        self.aborted.append((key, upload_id))
 
     def remove(self, key: str) -> None:
         self._send("DeleteObject", key)

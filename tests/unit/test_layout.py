@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "drone_s3_sync"
 SDK = ("boto3", "botocore", "s3transfer", "awscrt")
 SDK_MODULES = {"remote", "credentials"}  # the S3 boundary
 # Modules still over the size the rest keep to; each is to be split, not to grow.
-LONG = {"remote": 480}
+LONG = {"remote": 440}
 MAX_LINES = 410  # "about 400"
 
 

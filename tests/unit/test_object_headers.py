@@ -18,7 +18,8 @@ from drone_s3_sync.ruleparsers import http_date
 from drone_s3_sync.digest import Digest
 from drone_s3_sync.errors import ConfigError
 from drone_s3_sync.model import Kind, LocalFile, ObjectHeaders, Reason, RemoteDetails, RemoteObject
-from drone_s3_sync.remote import Store, kept_args
+from drone_s3_sync.remote import Store
+from drone_s3_sync.s3args import header_args, kept_args
 from drone_s3_sync.rules import HeaderRules
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -267,11 +268,11 @@ def test_header_args_carry_every_set_field():
     headers = ObjectHeaders(content_type="application/pdf", content_disposition="attachment", content_language="en",
                             expires="Tue, 01 Jan 2030 00:00:00 GMT", storage_class="STANDARD_IA",
                             encryption="aws:kms", kms_key_id=KEY_ARN)
-    args = Store.header_args(headers)
+    args = header_args(headers)
     assert args == {"ContentType": "application/pdf", "ContentDisposition": "attachment", "ContentLanguage": "en",
                     "Expires": "Tue, 01 Jan 2030 00:00:00 GMT", "StorageClass": "STANDARD_IA",
                     "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KEY_ARN}
-    assert Store.header_args(ObjectHeaders(content_type="text/plain")) == {"ContentType": "text/plain"}
+    assert header_args(ObjectHeaders(content_type="text/plain")) == {"ContentType": "text/plain"}
 
 
 class _Recorder:
