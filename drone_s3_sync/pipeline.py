@@ -35,7 +35,7 @@ from .rules import HeaderRules, Selection
 from .scan import ScanResult, check_source, files_named, scan
 from .keys import STATE_NAME, lock_key, state_key
 from .lock import DeployLock
-from .order import waves
+from .order import WRITES, waves
 from .store import RemoteStore
 from .transfer import Writer, delete
 
@@ -273,7 +273,9 @@ class Run:
             summary.plan = plan = Plan([a for a in plan.actions if a.kind is not Kind.DELETE])
             summary.delete_blocked_reason = (f"{len(deletes)} delete(s) would not be done because of "
                                              f"{len(summary.errors)} problem(s)")
-        self.reporter.plan(plan)
+        # In the order the real run writes (wave by wave), then the deletes and what is kept.
+        ordered = [a for wave in waves(plan.actions, self.settings.order, self.settings.target) for a in wave.actions]
+        self.reporter.plan(ordered + [a for a in plan.actions if a.kind not in WRITES])
         if refusal:
             raise GuardError(refusal)
         if self.settings.cloudfront_distribution:

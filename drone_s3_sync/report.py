@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, List, Mapping, Optional, Sequence
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .jsonreport import dumps, redact_all, report_document, write_atomically
 from .model import Action, Kind, Outcome, Plan, Reason, Summary
@@ -154,6 +154,11 @@ class Reporter:
         self._bar = None
         self._progress: Optional[_Progress] = None
         self._lock = threading.RLock()  # lines from several threads never interleave
+        # The order the plan gives the writes (wave by wave, by key within one):
+        # outcomes that end early wait here, so that the lines come in that order.
+        self._order: List[str] = []
+        self._next = 0
+        self._ready: Dict[str, Outcome] = {}
 
     def _emit(self, text: str, stream: IO[str]) -> None:
         with self._lock:
@@ -185,9 +190,9 @@ class Reporter:
         self.line(f"Synchronizing with bucket \"{bucket}\" ({where}{', ' + endpoint if endpoint else ''})"
                   + (" [dry run: nothing will be written]" if self.dry_run else ""))
 
-    def plan(self, plan: Plan) -> None:
-        """Dry run: the whole plan, each action with its reason."""
-        for action in plan.actions:
+    def plan(self, actions: Sequence[Action]) -> None:
+        """Dry run: the whole plan, each action with its reason, in the order given."""
+        for action in actions:
             if action.kind is not Kind.SKIP:
                 self.line("would " + describe(action, self.paint_out))
             elif action.reason is Reason.GRACE:
@@ -197,14 +202,33 @@ class Reporter:
 
     def done(self, outcome: Outcome) -> None:
         with self._lock:
-            if outcome.ok:
-                if not self.quiet:
-                    self.line(describe(outcome.action, self.paint_out))
+            if self._order and outcome.action.key not in self._ready and \
+                    outcome.action.key in self._order[self._next:]:
+                self._ready[outcome.action.key] = outcome
+                self._flush()
             else:
-                self.line(f"{self.paint_out('FAILED', 'failed')} {describe(outcome.action)}: {outcome.error}")
+                self._print(outcome)
             if self._progress is not None:
                 self._progress.count += 1
                 self._tick()
+
+    def _flush(self, every: bool = False) -> None:
+        """Prints the outcomes that are next in the plan's order (`every`: all
+        that ended, in that order, skipping those that never will)."""
+        while self._next < len(self._order):
+            outcome = self._ready.pop(self._order[self._next], None)
+            if outcome is None and not every:
+                return
+            self._next += 1
+            if outcome is not None:
+                self._print(outcome)
+
+    def _print(self, outcome: Outcome) -> None:
+        if outcome.ok:
+            if not self.quiet:
+                self.line(describe(outcome.action, self.paint_out))
+        else:
+            self.line(f"{self.paint_out('FAILED', 'failed')} {describe(outcome.action)}: {outcome.error}")
 
     def skipped(self, actions: Sequence[Action]) -> None:
         for action in actions:
@@ -218,7 +242,11 @@ class Reporter:
                       f"(the first, {first.key}, {first.detail})")
 
     # ---------------------------------------------------------------- progress
-    def begin_transfer(self, total_bytes: int, total_actions: int) -> None:
+    def begin_transfer(self, total_bytes: int, total_actions: int, order: Sequence[str] = ()) -> None:
+        """`order`: the keys of the writes in the plan's order, which the action
+        lines keep whatever order the writes end in."""
+        with self._lock:
+            self._order, self._next, self._ready = list(order), 0, {}
         if not total_actions:
             return
         if self.progress_interval:
@@ -260,6 +288,8 @@ class Reporter:
 
     def end_transfer(self) -> None:
         with self._lock:
+            self._flush(every=True)
+            self._order, self._next = [], 0
             self._progress = None
             if self._bar is not None:
                 self._bar.close()
@@ -279,12 +309,15 @@ class Reporter:
         for action in acted:
             count[action.kind] += 1
         nbytes = sum(a.size for a in acted if a.kind is Kind.UPLOAD)
+        redirects = count[Kind.REDIRECT]
         parts = [f"{count[Kind.UPLOAD]} uploaded", f"{count[Kind.UPDATE]} updated",
-                 f"{count[Kind.REDIRECT]} redirects", f"{count[Kind.DELETE]} deleted",
+                 f"{redirects} redirect{'' if redirects == 1 else 's'}", f"{count[Kind.DELETE]} deleted",
                  f"{plan.counts()[Kind.SKIP]} unchanged"]
         paint = self.paint_out
         if summary.failures:
             parts.append(paint(f"{len(summary.failures)} failed", "failed"))
+        if summary.errors:  # so that no summary of a failed run reads like success
+            parts.append(paint(f"{len(summary.errors)} error{'' if len(summary.errors) == 1 else 's'}", "error"))
         if summary.delete_blocked_reason:
             self.line(f"{paint('Deletes skipped:', 'warning')} {summary.delete_blocked_reason}")
         if summary.invalidation_paths:

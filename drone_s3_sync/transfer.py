@@ -71,7 +71,8 @@ class Writer:
         actions = [a for wave in waves for a in wave.actions]
         if not actions:
             return
-        self.reporter.begin_transfer(sum(a.size for a in actions if a.kind is Kind.UPLOAD), len(actions))
+        self.reporter.begin_transfer(sum(a.size for a in actions if a.kind is Kind.UPLOAD), len(actions),
+                                     order=[a.key for a in actions])
         try:
             for number, wave in enumerate(waves, 1):
                 self.reporter.wave(number, len(waves), wave.name, len(wave.actions))

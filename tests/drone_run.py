@@ -64,8 +64,9 @@ def summary_line(stdout: str) -> str:
 
 
 def summary_counts(stdout: str) -> Dict[str, int]:
-    words = r"(\d+) (uploaded|updated|redirects|deleted|unchanged|failed)"
-    return {word: int(num) for num, word in re.findall(words, summary_line(stdout))}
+    words = r"(\d+) (uploaded|updated|redirects?|deleted|unchanged|failed|errors?)"
+    plural = {"redirect": "redirects", "error": "errors"}  # "1 redirect", "0 redirects"
+    return {plural.get(word, word): int(num) for num, word in re.findall(words, summary_line(stdout))}
 
 
 def keys_of(requests: Iterable[Any], op: Optional[str] = None) -> List[str]:

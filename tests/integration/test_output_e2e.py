@@ -93,7 +93,7 @@ def test_json_first_run_then_no_change_run(run_sync, s3_server, bucket, make_tre
     assert all(timings[stage] is not None and timings[stage] >= 0 for stage in timings)
     # What people read went to standard error.
     assert action_map(first["_stderr"])["index.html"] == ("upload", "new, 13 B")
-    assert "Done: 4 uploaded, 0 updated, 1 redirects" in first["_stderr"]
+    assert "Done: 4 uploaded, 0 updated, 1 redirect," in first["_stderr"]
     assert not any(ACTION_RE.match(line) for line in first["_stdout"].splitlines())
 
     s3_server.reset()
@@ -360,3 +360,19 @@ def test_no_colors_in_a_ci_log(run_sync, s3_server, bucket, make_tree):
     assert proc.returncode == 1
     assert "\x1b" not in proc.stdout + proc.stderr
     assert "FAILED upload   a.txt" in proc.stdout
+
+
+def test_a_real_run_prints_its_action_lines_in_the_order_of_its_dry_run(s3_server, bucket, make_tree, run_sync):
+    files = {f"assets/{i:02d}.js": "x" * (i + 1) for i in range(10)}
+    files.update({"index.html": "<p>i</p>", "about.html": "<p>a</p>"})
+    src = make_tree(files)
+    env = plugin_env(bucket, redirects='{"old.html": "/index.html"}', max_concurrency="4")
+    dry = run_sync({**env, "PLUGIN_DRY_RUN": "true"}, cwd=src)
+    assert dry.returncode == 0, dry.stderr
+    planned = [line[len("would "):] for line in dry.stdout.splitlines() if line.startswith("would ")]
+    s3_server.inject("PutObject", re.compile(r"^assets/00\.js$"), delay=1.0, answer=False)  # ends last
+    real = run_sync(env, cwd=src)
+    assert real.returncode == 0, real.stderr
+    done = [line for line in real.stdout.splitlines() if line.split(" ", 1)[0] in ("upload", "redirect")]
+    assert done == planned and len(done) == 13
+    assert done[0].startswith("upload   assets/00.js") and done[-1].startswith("redirect old.html")

@@ -717,7 +717,7 @@ def test_dry_run_writes_nothing_and_prints_the_plan(run_sync, s3_server, s3, buc
     assert "redirect" in line and "/there" in line
     assert "same.txt" not in proc.stdout  # unchanged files are not listed (only counted)
     summary = proc.stdout.strip().splitlines()[-1]
-    for part in ("3 uploaded", "1 updated", "1 redirects", "1 deleted", "1 unchanged"):
+    for part in ("3 uploaded", "1 updated", "1 redirect,", "1 deleted", "1 unchanged"):
         assert part in summary, summary
 
 

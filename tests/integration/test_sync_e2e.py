@@ -932,7 +932,7 @@ def test_output_one_line_per_action_with_reason_and_one_summary(s3_server, s3, b
     }
     lines = proc.stdout.splitlines()
     assert sum(1 for line in lines if line.startswith("Done:")) == 1
-    assert summary_line(proc.stdout).startswith("Done: 3 uploaded, 1 updated, 1 redirects, 1 deleted, 1 unchanged;")
+    assert summary_line(proc.stdout).startswith("Done: 3 uploaded, 1 updated, 1 redirect, 1 deleted, 1 unchanged;")
     assert re.search(r"; \d+ B in \d+\.\d\d s$", summary_line(proc.stdout))
     # the delete line comes after every write line; the summary is last
     assert lines.index("delete   o/gone.txt  (not in source)") > max(

@@ -118,14 +118,15 @@ def test_summary_colors_failures_and_errors_only() -> None:
                              delete_blocked_reason="1 delete(s) not done"))
     text = out.getvalue()
     assert "\x1b[33mDeletes skipped:\x1b[0m 1 delete(s) not done" in text
-    assert "Done: 0 uploaded, 0 updated, 0 redirects, 0 deleted, 0 unchanged, \x1b[1;31m1 failed\x1b[0m;" in text
+    assert ("Done: 0 uploaded, 0 updated, 0 redirects, 0 deleted, 0 unchanged, \x1b[1;31m1 failed\x1b[0m, "
+            "\x1b[31m1 error\x1b[0m;") in text
     assert "  \x1b[31mfailed:\x1b[0m c.js: boom" in text
     assert "  \x1b[31merror:\x1b[0m x: bad" in text
 
 
 def test_dry_run_plan_lines_color_the_verb() -> None:
     out = FakeTTY()
-    Reporter(out, io.StringIO(), progress=False, environ={}).plan(Plan([upload("a"), Action(Kind.SKIP, "b", Reason.UNCHANGED)]))
+    Reporter(out, io.StringIO(), progress=False, environ={}).plan([upload("a"), Action(Kind.SKIP, "b", Reason.UNCHANGED)])
     assert out.getvalue() == "would \x1b[32mupload\x1b[0m   a  (new, 10 B)\n"
 
 
