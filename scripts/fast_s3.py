@@ -212,10 +212,14 @@ class Store:
         self.stored = max(0, self.stored - size)
 
     def put(self, b: Bucket, key: str, obj: Obj) -> None:
-        self.reserve(len(obj.data))
         old = b.objects.get(key)
-        if old is not None:
-            self.release(len(old.data))
+        freed = len(old.data) if old is not None else 0
+        self.release(freed)
+        try:
+            self.reserve(len(obj.data))
+        except S3Error:
+            self.stored += freed  # the old object stays
+            raise
         b.put(key, obj)
 
     def remove(self, b: Bucket, key: str) -> None:
@@ -772,6 +776,43 @@ async def serve(port: int, port_file: Optional[str], latency_ms: float, max_byte
                 return  # never outlive the benchmark
             if deadline is not None and time.monotonic() > deadline:
                 return
+
+
+class Background:
+    """The server on its own event loop in a daemon thread of this process (tests, measurements)."""
+
+    def __init__(self, latency_ms: float = 0.0, max_bytes: int = DEFAULT_MAX_BYTES):
+        import threading
+
+        self.server = Server(Store(max_bytes), latency_ms / 1000.0)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = 0
+
+        async def start() -> None:
+            self.listener = await asyncio.start_server(self.server.connection, HOST, 0, limit=MAX_HEADER_BYTES)
+            self.port = self.listener.sockets[0].getsockname()[1]
+            ready.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="fast-s3", daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fast_s3 did not start")
+        self.endpoint = f"http://{HOST}:{self.port}"
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.listener.close()
+            await self.listener.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
