@@ -995,7 +995,7 @@ def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, dest=option.name, metavar=option.metavar, default=None, help=text)
     parser.add_argument("--config", metavar="FILE", help="YAML file with the same keys as the Drone 'settings:' block.")
-    parser.add_argument("--version", action="version", version=version_text(__version__))
+    parser.add_argument("--version", action=_VersionAction, version=__version__)
     return parser
 
 
@@ -1004,6 +1004,20 @@ def version_text(version: str) -> str:
     import s3transfer
 
     return f"drone-s3-sync {version} (boto3 {boto3.__version__}, s3transfer {s3transfer.__version__})"
+
+
+class _VersionAction(argparse.Action):
+    """--version: boto3's and s3transfer's versions are looked up only when it
+    is given, so that building the parser (every run, --help) does not import them."""
+
+    def __init__(self, option_strings, version: str, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text(self.version), flush=True)
+        parser.exit()
 
 
 def from_sources(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
