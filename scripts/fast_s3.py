@@ -627,140 +627,215 @@ def split_target(target: str) -> Tuple[str, Optional[str], Dict[str, str], str]:
 
 
 class Server:
+    """What all connections share: the store, the counters, the latency."""
+
     def __init__(self, store: Store, latency_s: float = 0.0, max_body: int = 5 << 30):
         self.handler = Handler(store)
         self.counters = Counters()
         self.latency_s = latency_s
         self.max_body = max_body
 
-    async def read_body(self, reader: asyncio.StreamReader, headers: Dict[str, str]) -> bytes:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            pieces = []
-            total = 0
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                        pass
-                    break
-                total += size
-                if total > self.max_body:
-                    raise S3Error(413, "EntityTooLarge")
-                pieces.append(await reader.readexactly(size))
-                await reader.readexactly(2)
-            body = b"".join(pieces)
-        else:
-            length = int(headers.get("content-length") or 0)
-            if length > self.max_body:
-                raise S3Error(413, "EntityTooLarge")
-            body = await reader.readexactly(length) if length else b""
-        if ("aws-chunked" in headers.get("content-encoding", "")
-                or headers.get("x-amz-content-sha256", "").startswith("STREAMING-")):
-            body = decode_aws_chunked(body)
-        return body
+    def protocol(self) -> "Connection":
+        return Connection(self)
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                except asyncio.LimitOverrunError:
-                    writer.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
-                                 b"Connection: close\r\n\r\n")
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                try:
-                    method, target, version = lines[0].split(" ", 2)
-                except ValueError:
-                    return
-                headers: Dict[str, str] = {}
-                for line in lines[1:]:
-                    if line:
-                        name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                keep = not (headers.get("connection", "").lower() == "close" or version == "HTTP/1.0")
-                if headers.get("expect", "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                status = await self.one(method.upper(), target, headers, reader, writer, keep)
-                if status is None or not keep:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            try:
-                writer.close()
-            except Exception:
-                pass
-
-    async def one(self, method: str, target: str, headers: Dict[str, str], reader: asyncio.StreamReader,
-                  writer: asyncio.StreamWriter, keep: bool) -> Optional[int]:
+    def respond(self, method: str, target: str, headers: Dict[str, str], body: bytes) -> Response:
+        """Count the request and answer it (everything but the socket)."""
         if target.startswith(ADMIN):
             snap = self.counters.snapshot()
             if target.startswith(ADMIN + "/reset"):
                 self.counters.reset()
-            body = json.dumps(snap).encode()
-            await self.send(writer, Response(200, [("Content-Type", "application/json")], body), keep)
-            return 200
+            return Response(200, [("Content-Type", "application/json")], json.dumps(snap).encode())
         bucket, key, query, path = split_target(target)
         op = (("ListBuckets" if method == "GET" else f"{method} /") if not bucket else
               s3_operation(method, key, query, headers) or f"{method} {path}")
         counters = self.counters
         counters.requests += 1
         counters.ops[op] = counters.ops.get(op, 0) + 1
+        counters.bytes[op] = counters.bytes.get(op, 0) + len(body)
         try:
-            counters.bytes[op] = counters.bytes.get(op, 0) + int(headers.get("content-length") or 0)
-        except ValueError:
-            pass
-        try:
-            body = await self.read_body(reader, headers)
+            if ("aws-chunked" in headers.get("content-encoding", "")
+                    or headers.get("x-amz-content-sha256", "").startswith("STREAMING-")):
+                body = decode_aws_chunked(body)
             response = self.handler.handle(method, bucket, key, query, headers, body)
         except S3Error as err:
             response = error_response(err, method == "HEAD")
-            if err.status in (411, 413):
-                keep = False  # the body was not read
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
         except Exception as exc:  # a bug here must not kill the connection silently
             response = error_response(S3Error(500, "InternalError", f"{type(exc).__name__}: {exc}"),
                                       method == "HEAD")
         if response.status >= 400:
             counters.failed[op] = counters.failed.get(op, 0) + 1
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        await self.send(writer, response, keep, head=method == "HEAD")
-        return response.status
+        return response
 
-    @staticmethod
-    async def send(writer: asyncio.StreamWriter, response: Response, keep: bool, head: bool = False) -> None:
-        lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}",
-                 "x-amz-request-id: fast", "Server: fast-s3"]
-        has_length = False
-        for name, value in response.headers:
-            if name == "Content-Length":
-                has_length = True
-            lines.append(f"{name}: {value}")
-        if not has_length:
-            lines.append(f"Content-Length: {len(response.body)}")
-        if not keep:
-            lines.append("Connection: close")
-        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-        if response.body and not head:
-            if len(response.body) < 65536:
-                writer.write(head_bytes + response.body)
+
+def encode_response(response: Response, keep: bool, head: bool) -> List[bytes]:
+    lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}",
+             "x-amz-request-id: fast", "Server: fast-s3"]
+    has_length = False
+    for name, value in response.headers:
+        if name == "Content-Length":
+            has_length = True
+        lines.append(f"{name}: {value}")
+    if not has_length:
+        lines.append(f"Content-Length: {len(response.body)}")
+    if not keep:
+        lines.append("Connection: close")
+    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    if head or not response.body:
+        return [head_bytes]
+    if len(response.body) < 65536:
+        return [head_bytes + response.body]
+    return [head_bytes, response.body]
+
+
+class Connection(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, one request at a time (S3 clients do not pipeline):
+    the request is parsed from what has arrived, answered synchronously, and the
+    answer written at once or after the injected latency."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.transport: Optional[asyncio.Transport] = None
+        self.buffer = bytearray()
+        self.request: Optional[Tuple[str, str, str, Dict[str, str]]] = None  # parsed head awaiting its body
+        self.need = 0  # body bytes still expected (Content-Length)
+        self.chunked = False
+        self.pieces: List[bytes] = []
+        self.busy = False  # an answer is waiting out the latency
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+
+    def data_received(self, data: bytes) -> None:
+        if self.request is not None and not self.chunked and not self.buffer and len(data) <= self.need:
+            self.pieces.append(data)  # the common case of a large body: no copy into the buffer
+            self.need -= len(data)
+            if self.need == 0:
+                self.finish(b"".join(self.pieces))
+            return
+        self.buffer += data
+        self.process()
+
+    def fail(self, status: int, text: str) -> None:
+        self.transport.write(f"HTTP/1.1 {status} {text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                             .encode())
+        self.transport.close()
+        self.closed = True
+
+    def process(self) -> None:
+        buf = self.buffer
+        while not self.busy and not self.closed:
+            if self.request is None:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEADER_BYTES:
+                        self.fail(431, "Request Header Fields Too Large")
+                    return
+                lines = buf[:end].decode("latin-1").split("\r\n")
+                del buf[:end + 4]
+                try:
+                    method, target, version = lines[0].split(" ", 2)
+                except ValueError:
+                    self.fail(400, "Bad Request")
+                    return
+                headers: Dict[str, str] = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                self.request = (method.upper(), target, version, headers)
+                self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+                try:
+                    self.need = 0 if self.chunked else int(headers.get("content-length") or 0)
+                except ValueError:
+                    self.fail(400, "Bad Request")
+                    return
+                if self.need > self.server.max_body:
+                    self.fail(413, "Payload Too Large")
+                    return
+                self.pieces = []
+                if headers.get("expect", "").lower() == "100-continue":
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.chunked:
+                body = self.take_chunks()
+                if body is None:
+                    return
             else:
-                writer.writelines((head_bytes, response.body))
+                if len(buf) < self.need:
+                    if buf:
+                        self.pieces.append(bytes(buf))
+                        self.need -= len(buf)
+                        buf.clear()
+                    return
+                tail = bytes(buf[:self.need])
+                del buf[:self.need]
+                self.need = 0
+                body = b"".join(self.pieces + [tail]) if self.pieces else tail
+            self.finish(body, resume=False)
+
+    def take_chunks(self) -> Optional[bytes]:
+        """The body of a chunked request once all of it is in the buffer (chunks
+        already complete are moved to `pieces`), else None."""
+        buf = self.buffer
+        while True:
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                return None
+            try:
+                size = int(bytes(buf[:eol]).split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                self.fail(400, "Bad Request")
+                return None
+            if size == 0:
+                end = buf.find(b"\r\n\r\n", eol)  # after the trailers, if any
+                if end < 0:
+                    if buf[eol:eol + 4] == b"\r\n\r\n":
+                        end = eol
+                    else:
+                        return None
+                del buf[:end + 4]
+                body = b"".join(self.pieces)
+                self.pieces = []
+                return body
+            if len(buf) < eol + 2 + size + 2:
+                return None
+            self.need += size
+            if self.need > self.server.max_body:
+                self.fail(413, "Payload Too Large")
+                return None
+            self.pieces.append(bytes(buf[eol + 2:eol + 2 + size]))
+            del buf[:eol + 2 + size + 2]
+
+    def finish(self, body: bytes, resume: bool = True) -> None:
+        method, target, version, headers = self.request
+        self.request, self.pieces, self.need, self.chunked = None, [], 0, False
+        keep = not (headers.get("connection", "").lower() == "close" or version == "HTTP/1.0")
+        response = self.server.respond(method, target, headers, body)
+        data = encode_response(response, keep, head=method == "HEAD")
+        if self.server.latency_s:
+            self.busy = True
+            asyncio.get_running_loop().call_later(self.server.latency_s, self.send, data, keep)
         else:
-            writer.write(head_bytes)
-        await writer.drain()
+            self.send(data, keep, resume=resume)
+
+    def send(self, data: List[bytes], keep: bool, resume: bool = True) -> None:
+        self.busy = False
+        if self.closed:
+            return
+        self.transport.writelines(data)
+        if not keep:
+            self.transport.close()
+            self.closed = True
+        elif resume and self.buffer:
+            self.process()
 
 
 async def serve(port: int, port_file: Optional[str], latency_ms: float, max_bytes: int,
                 parent: Optional[int], max_seconds: float) -> None:
     server = Server(Store(max_bytes), latency_ms / 1000.0)
-    listener = await asyncio.start_server(server.connection, HOST, port, limit=MAX_HEADER_BYTES, backlog=512)
+    listener = await asyncio.get_running_loop().create_server(server.protocol, HOST, port, backlog=512)
     bound = listener.sockets[0].getsockname()[1]
     if port_file:
         tmp = port_file + ".tmp"
@@ -790,7 +865,7 @@ class Background:
         self.port = 0
 
         async def start() -> None:
-            self.listener = await asyncio.start_server(self.server.connection, HOST, 0, limit=MAX_HEADER_BYTES)
+            self.listener = await asyncio.get_running_loop().create_server(self.server.protocol, HOST, 0)
             self.port = self.listener.sockets[0].getsockname()[1]
             ready.set()
 
