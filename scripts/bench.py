@@ -951,6 +951,17 @@ def _ops_text(ops: Dict[str, float]) -> str:
     return ", ".join(f"{op} {_n(n)}" for op, n in items) or "-"
 
 
+def per_tool_table(title: str, names: List[str], rows: list, text: Callable[[Cell], str],
+                   cells: Dict[Tuple[str, str, str], Cell]) -> List[str]:
+    """A markdown table with a row per scenario and a column per tool, after `title`."""
+    out = [title, "", "| scenario | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for ds, s in rows:
+        out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [text(cells[(ds.name, s, n)]) for n in names])
+                   + " |")
+    out.append("")
+    return out
+
+
 def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
            results: Dict[Tuple[str, str, str], List[Result]], info: List[Tuple[str, str]]) -> str:
     names = [t.name for t in tools]
@@ -980,26 +991,14 @@ def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
                 line.append(f"{mine.seconds / best[0]:.2f}x best ({best[1]})")
         out.append("| " + " | ".join(line) + " |")
     out.append("")
-    out.append("Client CPU: user + system time of the tool's process (and the children it waited for), "
-               f"and per request received by the server (shown from {PER_REQUEST_FROM} requests up):")
-    out.append("")
-    out.append("| scenario | " + " | ".join(names) + " |")
-    out.append("|" + "---|" * (len(names) + 1))
-    for ds, s in rows:
-        out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [
-            cpu_text(cells[(ds.name, s, n)].client_cpu, cells[(ds.name, s, n)].requests) for n in names]) + " |")
-    out.append("")
-    out.append("Server CPU during the same runs (the S3 server process, from /proc), and per request:")
-    out.append("")
-    out.append("| scenario | " + " | ".join(names) + " |")
-    out.append("|" + "---|" * (len(names) + 1))
-    for ds, s in rows:
-        out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [
-            cpu_text(cells[(ds.name, s, n)].server_cpu, cells[(ds.name, s, n)].requests) for n in names]) + " |")
-    out.append("")
+    out += per_tool_table("Client CPU: user + system time of the tool's process (and the children it waited for), "
+                          f"and per request received by the server (shown from {PER_REQUEST_FROM} requests up):",
+                          names, rows, lambda c: cpu_text(c.client_cpu, c.requests), cells)
+    out += per_tool_table("Server CPU during the same runs (the S3 server process, from /proc), and per request:",
+                          names, rows, lambda c: cpu_text(c.server_cpu, c.requests), cells)
     cpu, count = server_cost(results)
     if count:
-        out.append(f"Server in all: {count:,} requests, {cpu:.1f} s CPU, {cpu / count * 1000:.3f} ms per request "
+        out.append(f"Server in all: {count:,} requests, {cpu:.2f} s CPU, {cpu / count * 1000:.3f} ms per request "
                    "(every reported run; /proc counts CPU in clock ticks of 10 ms, so small cells are coarse).")
         out.append("")
     if ours:
@@ -1024,15 +1023,8 @@ def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
             out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [_n(c.ops.get(op, 0)) for op in ops_seen]
                                          + [_n(c.requests), _n(writes), f"{c.bytes_sent / MB:.1f}"]) + " |")
         out.append("")
-    out.append("All tools, requests by operation:")
-    out.append("")
-    out.append("| scenario | " + " | ".join(names) + " |")
-    out.append("|" + "---|" * (len(names) + 1))
-    for ds, s in rows:
-        out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [
-            "error" if cells[(ds.name, s, n)].seconds is None else _ops_text(cells[(ds.name, s, n)].ops)
-            for n in names]) + " |")
-    out.append("")
+    out += per_tool_table("All tools, requests by operation:", names, rows,
+                          lambda c: "error" if c.seconds is None else _ops_text(c.ops), cells)
     problems = []
     position = {n: i for i, n in enumerate(names)}
     for (dsn, s, n), runs in sorted(results.items(), key=lambda kv: (
