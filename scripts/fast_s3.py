@@ -249,8 +249,8 @@ def canned_acl(headers: Dict[str, str]) -> str:
     return headers.get("x-amz-acl", "private")
 
 
-def _page(keys: List[str], start: int, prefix: str, delimiter: str, max_keys: int,
-          b: Bucket) -> Tuple[List[str], List[str], bool, str]:
+def _page(keys: List[str], start: int, prefix: str, delimiter: str,
+          max_keys: int) -> Tuple[List[str], List[str], bool, str]:
     """(keys, common prefixes, truncated, last key or prefix returned) from sorted `keys[start:]`."""
     contents: List[str] = []
     prefixes: List[str] = []
@@ -297,7 +297,7 @@ def list_objects(store: Store, name: str, query: Dict[str, str], v2: bool) -> by
         start = max(start, bisect.bisect_right(keys, after))
         if delimiter and after.endswith(delimiter):
             start = max(start, bisect.bisect_left(keys, after + "\U0010ffff"))
-    contents, prefixes, truncated, last = _page(keys, start, prefix, delimiter, max_keys, b)
+    contents, prefixes, truncated, last = _page(keys, start, prefix, delimiter, max_keys)
 
     def enc(text: str) -> str:
         return quote(text, safe="/") if url else escape(text)
