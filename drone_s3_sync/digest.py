@@ -4,7 +4,9 @@ S3's ETag of a single-part upload is the MD5 of the bytes. A multipart upload's
 ETag is `md5(md5(part1) + md5(part2) + ...)-N`, so it depends on the part size
 the uploader used. We upload with a fixed rule (`PART_SIZE`, doubled by
 s3transfer until the file fits in 10,000 parts), and for objects other tools
-wrote we infer the part size from the part count N (common defaults first).
+wrote we infer the part size from the part count N (common defaults first,
+then every whole-MiB size from 5 MiB that gives exactly N parts, within a
+hashing budget: see `candidate_part_sizes`).
 hashlib releases the GIL on large buffers, so a thread pool hashes on all cores.
 """
 
@@ -21,12 +23,20 @@ import xxhash
 
 from .compress import READ_SIZE, compressor
 from .model import SLOTS
-from .s3vocab import MiB, PART_SIZE, adjusted_part_size
+from .s3vocab import MIN_PART, MiB, PART_SIZE, adjusted_part_size  # MIN_PART: S3 refuses smaller parts but the last
 
 # Part sizes other uploaders use by default: s3transfer/aws-cli 8 MiB, rclone 5 MiB,
 # s3cmd 15 MiB, MinIO mc and many SDKs 16 MiB, s5cmd 50 MiB, and round powers of two.
 COMMON_PART_SIZES = tuple(n * MiB for n in (8, 5, 16, 15, 10, 32, 50, 64, 100, 128, 256, 512))
-MAX_CANDIDATES = 4
+
+# Each candidate costs one more MD5 over the file's bytes (in the same single
+# read): MD5 does not compose, so parts with different boundaries share no work.
+# So at most MAX_CANDIDATES, and no more than HASH_BUDGET bytes of MD5 per file
+# (about 3 s of one core), but always the first MIN_CANDIDATES. 32 covers every
+# whole-MiB size for 3 parts up to 192 MiB, 4 parts up to 384 MiB, 2 parts up to 64 MiB.
+MAX_CANDIDATES = 32
+MIN_CANDIDATES = 4
+HASH_BUDGET = 2 * 1024 * MiB
 
 
 def our_part_size(size: int, part_size: int = PART_SIZE) -> int:
@@ -41,9 +51,15 @@ def parse_etag(etag: str) -> tuple:
     return digest, int(parts) if parts.isdigit() else 0
 
 
+def candidate_limit(size: int) -> int:
+    """How many part sizes are tried for a file of `size` bytes (see HASH_BUDGET)."""
+    return max(MIN_CANDIDATES, min(MAX_CANDIDATES, HASH_BUDGET // max(size, 1)))
+
+
 def candidate_part_sizes(size: int, parts: int, part_size: int = PART_SIZE) -> List[int]:
     """Part sizes that give exactly `parts` parts for `size` bytes, likeliest
-    first: ours (`part_size`), then other tools' defaults."""
+    first: ours (`part_size`), then other tools' defaults, then every whole-MiB
+    size from 5 MiB up, as far as `candidate_limit` allows."""
     if parts <= 0 or size <= 0:
         return []
     lowest = math.ceil(size / parts)  # smallest part size giving at most `parts` parts
@@ -58,13 +74,17 @@ def candidate_part_sizes(size: int, parts: int, part_size: int = PART_SIZE) -> L
     for base in COMMON_PART_SIZES:
         add(base)
         add(adjusted_part_size(base, size))
-    # Otherwise try whole MiB sizes in the feasible range, the way most tools round.
-    first_mib = math.ceil(lowest / MiB)
-    for mib in range(first_mib, first_mib + MAX_CANDIDATES):
-        add(mib * MiB)
     if parts == 1:
         add(size)
-    return found[:MAX_CANDIDATES]
+    # Otherwise whole-MiB sizes in the feasible range, the way most tools round
+    # (17 MiB parts: 35 MiB in 3 parts). Smaller than 5 MiB only for a single part.
+    limit = candidate_limit(size)
+    first_mib = math.ceil(max(lowest, MIN_PART if parts > 1 else 1) / MiB)
+    mib = first_mib
+    while len(found) < limit and mib * MiB <= highest:
+        add(mib * MiB)
+        mib += 1
+    return found[:limit]
 
 
 _local = threading.local()

@@ -3,8 +3,15 @@
 
 Run it through `scripts/bench` (which prepares .venv). Everything happens on
 this machine: the data sets are generated under .bench/ (git-ignored), the S3
-server is moto on 127.0.0.1 with fake credentials, and every tool is pointed at
-it explicitly. No real AWS account is ever touched.
+server runs on 127.0.0.1 with fake credentials, and every tool is pointed at
+it explicitly. No real AWS account is ever touched. Two servers:
+
+  moto   moto's S3 server (threaded werkzeug) behind a request counter: the
+         most faithful, but it spends about as much CPU per request as the
+         clients, on the same cores
+  fast   scripts/fast_s3.py, an in-memory asyncio endpoint that costs far less
+         CPU per request, with --latency-ms of waiting added to every request
+         (like a round trip to real S3)
 
 Per data set and tool, in a fresh bucket of its own:
 
@@ -16,8 +23,9 @@ Per data set and tool, in a fresh bucket of its own:
   change    (site only) 1% of the files of that checkout changed (half of
             them keeping their size) and 1% deleted, synced with delete on
 
-For each run: wall time of the tool's process, the requests the server received
-by operation, and a check (listing only, no GetObject) that the bucket ends
+For each run: wall time of the tool's process, its CPU time (user + system of
+the process and the children it waited for), the server's CPU, the requests
+the server received by operation, and a check (listing only, no GetObject) that the bucket ends
 identical to the source: same keys, same sizes, and the MD5 where the ETag is
 one (single-part objects).
 
@@ -37,6 +45,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -65,6 +74,20 @@ REFERENCE = ("aws", "s5cmd", "rclone", "s3cmd")
 DATASETS = ("site", "artifacts")
 SCENARIOS = ("first", "nochange", "fresh", "change")
 SCENARIOS_OF = {"site": SCENARIOS, "artifacts": ("first", "nochange", "fresh")}
+SCALE_SCENARIOS = ("first", "nochange")  # the --scale trees of tiny files
+SERVERS = ("moto", "fast")
+FAST_S3 = Path(__file__).resolve().parent / "fast_s3.py"
+
+
+def scenarios_of(dataset: str) -> Tuple[str, ...]:
+    return SCENARIOS_OF.get(dataset, SCALE_SCENARIOS)
+
+
+def dataset_order(dataset: str) -> Tuple[int, int]:
+    """Sort key: site, artifacts, then the scale trees by size."""
+    if dataset in DATASETS:
+        return DATASETS.index(dataset), 0
+    return len(DATASETS), int(dataset.rpartition("-")[2] or 0) if dataset.rpartition("-")[2].isdigit() else 0
 LABELS = {
     "first": "first upload",
     "nochange": "re-run, nothing changed",
@@ -173,10 +196,29 @@ def serve(port_file: str, parent: int) -> None:
 
 
 class Server:
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, kind: str = "moto", latency_ms: float = 0.0):
         self.log_path = log_path
+        self.kind = kind
+        self.latency_ms = latency_ms
         self.proc: Optional[subprocess.Popen] = None
         self.endpoint = ""
+
+    def argv(self, port_file: Path) -> List[str]:
+        if self.kind == "fast":
+            return [sys.executable, str(FAST_S3), "--port-file", str(port_file), "--parent", str(os.getpid()),
+                    "--latency-ms", f"{self.latency_ms:g}"]
+        return [sys.executable, str(Path(__file__).resolve()), "--serve", str(port_file), str(os.getpid())]
+
+    def describe(self) -> str:
+        if self.kind == "fast":
+            return (f"scripts/fast_s3.py (in-memory, asyncio, one process), {self.latency_ms:g} ms latency added "
+                    "to every request, 127.0.0.1")
+        try:
+            import moto
+            version = moto.__version__
+        except Exception:
+            version = "?"
+        return f"moto {version} (threaded werkzeug, 127.0.0.1)"
 
     def start(self) -> None:
         port_file = BENCH / "server.port"
@@ -184,8 +226,7 @@ class Server:
             port_file.unlink()
         log = open(self.log_path, "wb")
         env = clean_env(BENCH / "home")
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port_file),
-                                      str(os.getpid())], stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.argv(port_file), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         log.close()
         deadline = time.monotonic() + 60
@@ -608,6 +649,18 @@ def find_tools(wanted: Sequence[str]) -> Tuple[List[Tool], List[str]]:
     return tools, missing
 
 
+def compile_package() -> None:
+    """Write the bytecode of the package under test, as `pip install` does for
+    an installed one: the tools run with PYTHONDONTWRITEBYTECODE=1, and an
+    editable install of a fresh checkout would otherwise compile every module
+    on every run."""
+    import compileall
+
+    package = ROOT / "drone_s3_sync"
+    if os.access(package, os.W_OK):
+        compileall.compile_dir(str(package), quiet=1)
+
+
 def install_tools(missing: Sequence[str]) -> None:
     packages = {"aws": "awscli", "rclone": "rclone", "s3cmd": "s3cmd"}
     wanted = [packages[m] for m in missing if m in packages]
@@ -637,6 +690,7 @@ class Result:
     rss_mb: Optional[float] = None  # peak RSS of the command (when measured)
     cpu_s: Optional[float] = None  # user + system CPU of the command (when measured)
     server_cpu_s: Optional[float] = None  # CPU the S3 server process used during the run
+    client_cpu_s: Optional[float] = None  # user + system CPU of the tool's process tree (always measured)
 
     @property
     def requests(self) -> int:
@@ -712,6 +766,12 @@ def process_cpu(pid: Optional[int]) -> Optional[float]:
         return None
 
 
+def children_cpu_since(before: "resource.struct_rusage") -> float:
+    """User + system CPU of the child processes reaped since `before` was taken."""
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (now.ru_utime - before.ru_utime) + (now.ru_stime - before.ru_stime)
+
+
 def run_tool(tool: Tool, src: Path, bucket: str, server: Server, s3, manifest: Manifest, log: Path,
              timeout: float, extra_env: Optional[Dict[str, str]] = None, measure: bool = False) -> Result:
     argv, extra = tool.command(src, bucket, server.endpoint)
@@ -729,6 +789,7 @@ def run_tool(tool: Tool, src: Path, bucket: str, server: Server, s3, manifest: M
     with open(log, "wb") as out:
         out.write(("$ " + " ".join(argv) + "\n").encode())
         out.flush()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         try:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -742,6 +803,8 @@ def run_tool(tool: Tool, src: Path, bucket: str, server: Server, s3, manifest: M
         except OSError as exc:
             code, result.error = -1, f"cannot start: {exc}"
         result.seconds = time.perf_counter() - started
+    # The only child reaped in between is the tool (with the children it waited for).
+    result.client_cpu_s = children_cpu_since(children)
     after = process_cpu(server.proc.pid if server.proc else None)
     if server_cpu is not None and after is not None:
         result.server_cpu_s = after - server_cpu
@@ -773,7 +836,7 @@ def run_all(args, tools: List[Tool], datasets: List[DataSet], selected: Dict[str
             if not wanted:
                 continue
             last = max(SCENARIOS.index(s) for s in wanted)
-            steps = [s for s in SCENARIOS_OF[ds.name] if SCENARIOS.index(s) <= last
+            steps = [s for s in scenarios_of(ds.name) if SCENARIOS.index(s) <= last
                      and (s in wanted or s != "nochange")]  # the others only set up the state
             for tool in order:
                 bucket = re.sub(r"[^a-z0-9-]", "-", f"bench-{ds.name}-{tool.name}-r{run + 1}-{stamp}".lower())
@@ -797,7 +860,9 @@ def run_all(args, tools: List[Tool], datasets: List[DataSet], selected: Dict[str
                         status = ("ERROR " + res.error if res.error else
                                   "MISMATCH " + res.mismatch if res.mismatch else "ok")
                         print(f"[run {run + 1}/{args.runs}] {ds.name:9} {step:8} {tool.name:13} "
-                              f"{res.seconds:7.2f} s {res.requests:7,} requests  {status}{note}"
+                              f"{res.seconds:7.2f} s {res.requests:7,} requests  "
+                              f"cpu {res.client_cpu_s or 0:6.2f} s / server {res.server_cpu_s or 0:6.2f} s  "
+                              f"{status}{note}"
                               + ("" if step in wanted else "  (setup, not reported)"),
                               file=sys.stderr, flush=True)
                         if res.error and step != steps[-1]:
@@ -832,6 +897,8 @@ class Cell:
     bytes_sent: float
     text: str
     trusted: bool  # succeeded and the bucket matched: may count as "best"
+    client_cpu: Optional[float] = None  # medians, seconds
+    server_cpu: Optional[float] = None
 
 
 def summarize(runs: List[Result]) -> Cell:
@@ -849,7 +916,29 @@ def summarize(runs: List[Result]) -> Cell:
         text += " MISMATCH"
     if len(good) < len(runs):
         text += f" ({len(runs) - len(good)}/{len(runs)} failed)"
-    return Cell(secs, reqs, ops, sent, text, not bad)
+    client = [r.client_cpu_s for r in good if r.client_cpu_s is not None]
+    server = [r.server_cpu_s for r in good if r.server_cpu_s is not None]
+    return Cell(secs, reqs, ops, sent, text, not bad, statistics.median(client) if client else None,
+                statistics.median(server) if server else None)
+
+
+PER_REQUEST_FROM = 100  # fewer requests: the CPU is start-up and local work, not a cost per request
+
+
+def cpu_text(seconds: Optional[float], requests: Optional[float]) -> str:
+    """'3.7 s (0.74 ms/req)': CPU time, and its share per request where there are enough of them."""
+    if seconds is None:
+        return "-"
+    text = f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2f} s"
+    if requests and requests >= PER_REQUEST_FROM:
+        text += f" ({seconds / requests * 1000:.2f} ms/req)"
+    return text
+
+
+def server_cost(results: Dict[Tuple[str, str, str], List[Result]]) -> Tuple[float, int]:
+    """(server CPU seconds, requests) summed over every measured run."""
+    runs = [r for rs in results.values() for r in rs if r.server_cpu_s is not None and not r.error]
+    return sum(r.server_cpu_s or 0.0 for r in runs), sum(r.requests for r in runs)
 
 
 def _n(x: float) -> str:
@@ -862,18 +951,29 @@ def _ops_text(ops: Dict[str, float]) -> str:
     return ", ".join(f"{op} {_n(n)}" for op, n in items) or "-"
 
 
+def per_tool_table(title: str, names: List[str], rows: list, text: Callable[[Cell], str],
+                   cells: Dict[Tuple[str, str, str], Cell]) -> List[str]:
+    """A markdown table with a row per scenario and a column per tool, after `title`."""
+    out = [title, "", "| scenario | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for ds, s in rows:
+        out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [text(cells[(ds.name, s, n)]) for n in names])
+                   + " |")
+    out.append("")
+    return out
+
+
 def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
            results: Dict[Tuple[str, str, str], List[Result]], info: List[Tuple[str, str]]) -> str:
     names = [t.name for t in tools]
     refs = [n for n in names if n in REFERENCE]
     ours = "drone-s3-sync" in names
-    rows = [(ds, s) for ds in datasets for s in SCENARIOS_OF[ds.name] if (ds.name, s, names[0]) in results
+    rows = [(ds, s) for ds in datasets for s in scenarios_of(ds.name) if (ds.name, s, names[0]) in results
             or any((ds.name, s, n) in results for n in names)]
     cells = {(ds.name, s, n): summarize(results.get((ds.name, s, n), [])) for ds, s in rows for n in names}
     out = []
     med = " (medians of %d runs)" % args.runs if args.runs > 1 else ""
     out.append(f"Wall time of the command and requests received by the server{med}; every tool in its own "
-               "fresh bucket, on moto's S3 server on 127.0.0.1.")
+               f"fresh bucket, on {getattr(args, 'server_text', 'moto')}.")
     out.append("")
     header = ["scenario"] + names + (["drone-s3-sync vs best"] if ours and refs else [])
     out.append("| " + " | ".join(header) + " |")
@@ -891,6 +991,16 @@ def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
                 line.append(f"{mine.seconds / best[0]:.2f}x best ({best[1]})")
         out.append("| " + " | ".join(line) + " |")
     out.append("")
+    out += per_tool_table("Client CPU: user + system time of the tool's process (and the children it waited for), "
+                          f"and per request received by the server (shown from {PER_REQUEST_FROM} requests up):",
+                          names, rows, lambda c: cpu_text(c.client_cpu, c.requests), cells)
+    out += per_tool_table("Server CPU during the same runs (the S3 server process, from /proc), and per request:",
+                          names, rows, lambda c: cpu_text(c.server_cpu, c.requests), cells)
+    cpu, count = server_cost(results)
+    if count:
+        out.append(f"Server in all: {count:,} requests, {cpu:.2f} s CPU, {cpu / count * 1000:.3f} ms per request "
+                   "(every reported run; /proc counts CPU in clock ticks of 10 ms, so small cells are coarse).")
+        out.append("")
     if ours:
         ops_seen = []
         for ds, s in rows:
@@ -913,19 +1023,12 @@ def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
             out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [_n(c.ops.get(op, 0)) for op in ops_seen]
                                          + [_n(c.requests), _n(writes), f"{c.bytes_sent / MB:.1f}"]) + " |")
         out.append("")
-    out.append("All tools, requests by operation:")
-    out.append("")
-    out.append("| scenario | " + " | ".join(names) + " |")
-    out.append("|" + "---|" * (len(names) + 1))
-    for ds, s in rows:
-        out.append("| " + " | ".join([f"{ds.name}, {LABELS[s]}"] + [
-            "error" if cells[(ds.name, s, n)].seconds is None else _ops_text(cells[(ds.name, s, n)].ops)
-            for n in names]) + " |")
-    out.append("")
+    out += per_tool_table("All tools, requests by operation:", names, rows,
+                          lambda c: "error" if c.seconds is None else _ops_text(c.ops), cells)
     problems = []
     position = {n: i for i, n in enumerate(names)}
     for (dsn, s, n), runs in sorted(results.items(), key=lambda kv: (
-            DATASETS.index(kv[0][0]), SCENARIOS.index(kv[0][1]), position.get(kv[0][2], 99))):
+            dataset_order(kv[0][0]), SCENARIOS.index(kv[0][1]), position.get(kv[0][2], 99))):
         for i, r in enumerate(runs):
             if r.error or r.mismatch:
                 problems.append(f"- {dsn}, {s}, {n} (run {i + 1}): {r.error or 'bucket differs from the source: ' + r.mismatch}")
@@ -961,7 +1064,7 @@ def render(args, tools: List[Tool], missing: List[str], datasets: List[DataSet],
     return "\n".join(out)
 
 
-def machine_info(tools: List[Tool]) -> List[Tuple[str, str]]:
+def machine_info(tools: List[Tool], server: str = "") -> List[Tuple[str, str]]:
     cpu = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -973,11 +1076,6 @@ def machine_info(tools: List[Tool]) -> List[Tuple[str, str]]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    try:
-        import moto
-        moto_v = moto.__version__
-    except Exception:
-        moto_v = "?"
     info = [
         ("date", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
         ("cores (nproc)", str(os.cpu_count())),
@@ -985,7 +1083,7 @@ def machine_info(tools: List[Tool]) -> List[Tuple[str, str]]:
         ("memory", mem),
         ("os", f"{platform.system()} {platform.release()}"),
         ("python", platform.python_version()),
-        ("S3 server", f"moto {moto_v} (threaded werkzeug, 127.0.0.1)"),
+        ("S3 server", server or Server(Path(os.devnull)).describe()),
     ]
     info += [(t.name, t.version) for t in tools]
     return info
@@ -1193,7 +1291,8 @@ def bench_startup(repeat: int) -> dict:
     commands = [
         ("`python -c pass` (the interpreter alone)", [py, "-c", "pass"]),
         ("`python -c \"import drone_s3_sync.pipeline\"`", [py, "-c", "import drone_s3_sync.pipeline"]),
-        ("`drone-s3-sync --version`", [exe, "--version"]),
+        ("`drone-s3-sync --help` (settings only: no boto3)", [exe, "--help"]),
+        ("`drone-s3-sync --version` (imports boto3 and s3transfer for their versions)", [exe, "--version"]),
     ]
     rows = []
     for label, argv in commands:
@@ -1247,7 +1346,7 @@ def render_extras(args, extras: dict) -> str:
         out.append("")
         out.append("Trees of ~100-byte files, 100 per folder, nested; a first upload into a fresh bucket, then "
                    f"the same tree again with nothing changed (median of {args.runs} no-change run(s); peak RSS "
-                   "the highest of them, measured with GNU `time -v`). Server CPU: what the moto process used "
+                   "the highest of them, measured with GNU `time -v`). Server CPU: what the server process used "
                    "during the run.")
         out.append("")
         header = ["files", "first upload", "first: per 1,000 files", "no change", "no change: per 1,000 files",
@@ -1378,6 +1477,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--scenarios", default="site,artifacts",
                    help="comma-separated DATASET, SCENARIO or DATASET:SCENARIO, e.g. 'site:nochange,artifacts' "
                         f"(datasets {','.join(DATASETS)}; scenarios {','.join(SCENARIOS)}; default all)")
+    p.add_argument("--server", choices=SERVERS, default="moto",
+                   help="the S3 server: moto (faithful, but as CPU-hungry as the clients) or fast "
+                        "(scripts/fast_s3.py: in-memory, cheap per request) (default moto)")
+    p.add_argument("--latency-ms", type=float, default=0.0, metavar="N",
+                   help="with --server fast: milliseconds added to every request, like a round trip (default 0)")
+    p.add_argument("--scale", default="", metavar="N[,N]",
+                   help="also run every tool on trees of N tiny files (~100 bytes, 100 per folder): first "
+                        "upload and no change, e.g. 10000,50000 (default: none)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated data (default 1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a tool run counts as failed")
     p.add_argument("--install-tools", action="store_true",
@@ -1400,6 +1507,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--runs, --site-files and --artifacts must be at least 1")
     selected = (parse_selection(args.scenarios) if args.scenarios.strip() not in ("", "none")
                 else {d: [] for d in DATASETS})
+    if args.latency_ms < 0 or (args.latency_ms and args.server != "fast"):
+        p.error("--latency-ms: a number of milliseconds >= 0, with --server fast only")
+    try:
+        scale_rows = [int(n.replace("_", "")) for n in args.scale.split(",") if n.strip()]
+    except ValueError:
+        p.error("--scale: comma-separated integers, e.g. 10000,50000")
+    if any(n < 1 for n in scale_rows):
+        p.error("--scale: each count at least 1")
+    for n in scale_rows:
+        selected[f"tiny-{n}"] = list(SCALE_SCENARIOS)
     compare = any(selected.values())
     extras = parse_extras(args.extras, bool(args.write))
     try:
@@ -1423,13 +1540,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
     if not tools:
         raise SystemExit("bench: no tool to run")
+    compile_package()
 
     datasets = []
     if selected["site"] or "hash" in extras:
         datasets.append(make_site(args.site_files, args.site_mb, args.seed))
     if selected["artifacts"] or "hash" in extras:
         datasets.append(make_artifacts(args.artifacts, args.artifact_mb_min, args.artifact_mb_max, args.seed))
-    info = machine_info(tools)
+    server = Server(BENCH / "server.log", args.server, args.latency_ms)
+    args.server_text = server.describe()
+    for n in scale_rows:
+        datasets.append(make_tiny(n, args.seed))
+    info = machine_info(tools, args.server_text)
     for k, v in info:
         print(f"bench: {k}: {v}", file=sys.stderr)
 
@@ -1437,12 +1559,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     measured_extras: dict = {}
     timings: List[Tuple[str, float]] = []
     if compare or "scale" in extras:
-        server = Server(BENCH / "server.log")
         server.start()
         try:
             if compare:
                 started = time.monotonic()
-                results = run_all(args, tools, [ds for ds in datasets if selected[ds.name]], selected, server)
+                results = run_all(args, tools, [ds for ds in datasets if selected.get(ds.name)], selected, server)
                 timings.append(("tool comparison", time.monotonic() - started))
             if "scale" in extras:
                 started = time.monotonic()
@@ -1455,7 +1576,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "hash" in extras:
         started = time.monotonic()
         order = {"artifacts": 0, "site": 1}
-        measured_extras["hash"] = bench_hash(sorted(datasets, key=lambda d: order.get(d.name, 9)), args.hash_repeat)
+        measured_extras["hash"] = bench_hash(sorted((d for d in datasets if d.name in order),
+                                                    key=lambda d: order[d.name]), args.hash_repeat)
         timings.append(("hash", time.monotonic() - started))
     if "startup" in extras:
         started = time.monotonic()
@@ -1463,7 +1585,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         timings.append(("startup", time.monotonic() - started))
     parts = []
     if compare:
-        parts.append(render(args, tools, missing, [ds for ds in datasets if selected[ds.name]], results, info))
+        parts.append(render(args, tools, missing, [ds for ds in datasets if selected.get(ds.name)], results, info))
     else:
         parts.append("Machine and versions:\n\n" + "\n".join(f"- {k}: {v}" for k, v in info) + "\n")
     if measured_extras:

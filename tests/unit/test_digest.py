@@ -17,6 +17,7 @@ from drone_s3_sync.digest import (
     MiB,
     adjusted_part_size,
     PART_SIZE,
+    candidate_limit,
     candidate_part_sizes,
     file_digest,
     our_part_size,
@@ -135,7 +136,7 @@ def test_candidate_part_sizes(size: int, parts: int, must_include: List[int]) ->
     for part in must_include:
         assert part in found
     assert found, "at least one candidate"
-    assert len(found) == len(set(found)) <= 4
+    assert len(found) == len(set(found)) <= candidate_limit(size)
     for part in found:
         assert math.ceil(size / part) == parts
 
@@ -192,3 +193,56 @@ def test_adjusted_part_size_is_what_s3transfer_uses(part_size, size):
     from s3transfer.utils import ChunksizeAdjuster
 
     assert adjusted_part_size(part_size, size) == ChunksizeAdjuster().adjust_chunksize(part_size, size)
+
+
+# ------------------------------------------- whole-MiB part sizes of other tools
+
+
+@pytest.mark.parametrize(
+    "size, parts",
+    [
+        (35 * MiB, 3),  # 17 MiB, 17 MiB, 1 MiB
+        (17 * MiB + 100, 2),  # 17 MiB and 100 bytes
+        (2 * 17 * MiB + 1, 3),  # 17 MiB, 17 MiB, 1 byte
+        (9 * 17 * MiB + 5, 10),
+    ],
+)
+def test_every_whole_mib_part_size_is_a_candidate(size: int, parts: int) -> None:
+    found = candidate_part_sizes(size, parts)
+    assert 17 * MiB in found
+    whole = [m * MiB for m in range(5, size // MiB + 1) if math.ceil(size / (m * MiB)) == parts]
+    assert whole, "the case has whole-MiB part sizes"
+    assert set(whole) <= set(found)
+
+
+def test_no_part_size_below_s3s_minimum() -> None:
+    # 6 MiB in 2 parts could be 3, 4 or 5 MiB parts; S3 refuses parts below 5 MiB (but the last).
+    assert candidate_part_sizes(6 * MiB, 2) == [5 * MiB]
+    assert candidate_part_sizes(9 * MiB, 3) == []
+    assert candidate_part_sizes(3 * MiB, 1) == [3 * MiB]  # a single part may be small
+
+
+def test_candidates_are_bounded_by_the_hashing_budget() -> None:
+    # 1 GiB in 2 parts: 512 whole-MiB sizes would fit; each costs one MD5 pass.
+    found = candidate_part_sizes(1024 * MiB, 2)
+    assert len(found) == candidate_limit(1024 * MiB) == 4
+    assert len(candidate_part_sizes(100 * MiB, 2)) == candidate_limit(100 * MiB) == 20
+    assert len(candidate_part_sizes(60 * MiB, 2)) == 30  # all of 30..59 MiB: under the cap of 32
+
+
+def _recognised(tmp_path: Path, size: int, part: int) -> None:
+    data = write(tmp_path / "f", size, seed=17)
+    etag = reference_multipart_etag(data, part)  # what the other tool's upload left in S3
+    _, parts = parse_etag(etag)
+    candidates = candidate_part_sizes(size, parts)
+    digest = file_digest(str(tmp_path / "f"), md5=False, part_sizes=candidates)
+    assert [p for p, e in digest.multipart.items() if e == etag] == [part]
+
+
+def test_17_mib_parts_of_17_mib_and_100_bytes_are_recognised(tmp_path: Path) -> None:
+    _recognised(tmp_path, 17 * MiB + 100, 17 * MiB)
+
+
+@pytest.mark.slow
+def test_17_mib_parts_of_35_mib_are_recognised(tmp_path: Path) -> None:
+    _recognised(tmp_path, 35 * MiB, 17 * MiB)
