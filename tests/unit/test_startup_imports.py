@@ -1,8 +1,9 @@
 """Start-up: what `--help` and building the argument parser import.
 
 Every run builds the parser; boto3, botocore and s3transfer cost a large share
-of a run with nothing to do, so the parser asks for their versions only when
---version is given (tests/unit/test_config.py::test_cli_version checks that text)."""
+of a run with nothing to do, so their versions for --version come from the
+installed packages' metadata (tests/unit/test_config.py::test_cli_version
+checks that text)."""
 
 from __future__ import annotations
 
