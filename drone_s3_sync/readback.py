@@ -8,7 +8,7 @@ nothing to do."""
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, List, Sequence, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Sequence, Set, Tuple
 
 from .diff import header_differences
 from .errors import StoreError
@@ -40,14 +40,29 @@ class Sampler:
     def __init__(self, known: Sequence[str] = ()) -> None:
         self._lock = threading.Lock()
         self.known = frozenset(known)
-        self.samples: Dict[str, Action] = {}
+        self._by_kinds: Dict[FrozenSet[str], Action] = {}  # one object per set of kinds: a few dozen at most
 
     def wrote(self, action: Action) -> None:
         if action.headers is None or action.kind is Kind.DELETE:
             return
+        kinds = frozenset(kinds_of(action.headers) - self.known)
+        if kinds:
+            with self._lock:
+                self._by_kinds.setdefault(kinds, action)
+
+    @property
+    def samples(self) -> Dict[str, Action]:
+        """kind -> the object to read back for it: as few objects as cover every
+        kind written (greedy: the object with the most kinds not yet covered)."""
         with self._lock:
-            for kind in kinds_of(action.headers) - self.known:
-                self.samples.setdefault(kind, action)
+            groups = dict(self._by_kinds)
+        chosen: Dict[str, Action] = {}
+        while True:
+            best = max(groups, key=lambda kinds: (len(kinds - set(chosen)), sorted(kinds)), default=None)
+            if best is None or not best - set(chosen):
+                return chosen
+            for kind in best - set(chosen):
+                chosen[kind] = groups[best]
 
 
 def check(samples: Dict[str, Action], store: RemoteStore) -> List[Tuple[str, str, str]]:
@@ -106,4 +121,4 @@ def verify(sampler: Sampler, store: RemoteStore, written: Sequence[Action], *, e
         warn(text)
     failed = {kind for kind, _, _ in lost if kind not in ignored}
     kept = set(sampler.known) | (set(sampler.samples) - {kind for kind, _, _ in lost})
-    return errors, unkept_keys(written, failed), (endpoint, tuple(sorted(kept)))
+    return errors, unkept_keys(written, failed), ((endpoint, tuple(sorted(kept))) if kept else None)

@@ -99,8 +99,8 @@ def test_compressed_upload_then_no_change_runs_compress_nothing(s3_server, s3, b
     assert lines["site/index.html"] == ("upload", f"new, {human_bytes(html_in)} -> {human_bytes(html_out)} br")
     assert lines["site/css/site.css"][1].endswith(" gzip")
     assert lines["site/img/logo.png"] == ("upload", "new, 1.0 KiB")
-    # Only PutObject: one per file and the state object.
-    assert s3_server.ops(bucket) == collections.Counter({"ListObjectsV2": 1, "PutObject": 6})
+    # One PutObject per file and the state object; one object read back (readback.py).
+    assert s3_server.ops(bucket) == collections.Counter({"ListObjectsV2": 1, "PutObject": 6, "HeadObject": 1})
     expected = {"site/index.html": ("br", "text/html; charset=utf-8"),
                 "site/about/index.html": ("br", "text/html; charset=utf-8"),
                 "site/css/site.css": ("gzip", "text/css; charset=utf-8"),

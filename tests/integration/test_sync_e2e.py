@@ -154,8 +154,9 @@ def test_second_run_with_nothing_changed_writes_nothing(s3_server, s3, bucket, m
     env = plugin_env(bucket, delete=True, cloudfront_distribution=distribution, **SITE_SETTINGS)
 
     first = ok(run_sync(env, cwd=src))
-    # 30 files + 1 redirect + the state object; no state to read yet
-    assert s3_server.ops(bucket) == collections.Counter({"PutObject": n_files + 2, "ListObjectsV2": 1})
+    # 30 files + 1 redirect + the state object; no state to read yet; two objects read back
+    assert s3_server.ops(bucket) == collections.Counter({"PutObject": n_files + 2, "ListObjectsV2": 1,
+                                                         "HeadObject": 2})
     assert keys_of(s3_server.writes(bucket)) == sorted(list(SITE) + ["old/page.html", STATE_NAME])
     assert_state_written(s3_server, bucket, "")
     assert STATE_NAME not in first.stdout
@@ -738,7 +739,7 @@ def test_1500_orphans_are_deleted_in_two_batches(s3_server, s3, bucket, make_tre
     assert ops["DeleteObjects"] == 2
     assert ops["DeleteObject"] == 0
     assert ops["ListObjectsV2"] == 2
-    assert ops["HeadObject"] == 0  # no object the size of a local file
+    assert ops["HeadObject"] == 1  # no object the size of a local file; index.html read back once
     assert ops["PutObject"] == 2  # index.html and the state object
     assert_state_written(s3_server, bucket, "t/")
     assert summary_counts(proc.stdout)["deleted"] == 1500
