@@ -57,3 +57,16 @@ def test_a_header_copy_the_server_cannot_make_is_an_upload(tmp_path):
     assert store.objects["a+b.css"].headers.cache_control == "max-age=9"
     assert [(o.action.kind, o.ok) for o in summary.outcomes if o.action.key == "a+b.css"] == [(Kind.UPLOAD, True)]
     assert Counter(op for op, key in store.ops if key == "a+b.css")["PutObject"] == 2  # first upload, fallback
+
+
+def test_a_server_that_refuses_acls_gets_one_error_naming_the_setting(tmp_path):
+    store = MemoryStore()
+    for key in ("index.html", "about/index.html"):
+        store.fail("PutObject", key, "NotImplemented")  # Cloudflare R2 and x-amz-acl
+    run = Run(store, tree(tmp_path, SITE), acl='{".html": "public-read"}', endpoint="https://r2.example.com")
+    summary = run()
+    assert summary.exit_code == 1
+    acl_errors = [e for e in summary.errors if e.startswith("acl:")]
+    assert acl_errors == ["acl: the server https://r2.example.com refused the ACL of 2 object(s) (first "
+                          "about/index.html: NotImplemented: injected); it does not accept ACLs: remove the acl "
+                          "setting (objects are then private, or public through a bucket policy)"]
