@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import signal
 import threading
 import time
@@ -41,7 +40,6 @@ from .store import RemoteStore
 from .transfer import Writer, delete
 
 log = logging.getLogger("drone_s3_sync")
-ACL_REFUSALS = re.compile(r"^(NotImplemented|AccessControlListNotSupported|501)\b")
 
 
 def sync(settings: Settings, *, store: Optional[RemoteStore] = None, cdn=None, executors: Optional[Executors] = None,
@@ -299,7 +297,8 @@ class Run:
                    max_concurrency=settings.max_concurrency, record=self.record, vouched=evidence.vouched,
                    cache=planned.cache, on_wave=lambda name: setattr(summary, "wave", name)).write(ordered)
         unkept = self.read_back()
-        self.acl_refused()
+        where = f"the server {settings.endpoint}" if settings.endpoint else f"bucket {settings.bucket}"
+        summary.errors.extend(readback.acl_refusal(summary.failures, settings.label("acl"), where))
         self.check_lock()
         summary.stage = Stage.DELETE
         with self.timed("delete"):
@@ -326,21 +325,6 @@ class Run:
                 endpoint=self.settings.endpoint, ignored=self.settings.ignore_unsupported, warn=self.reporter.warn)
         self.summary.errors.extend(errors)
         return unkept
-
-    def acl_refused(self) -> None:
-        """A server or bucket that refuses ACLs (R2 answers 501 NotImplemented; a
-        bucket with ACLs disabled, AccessControlListNotSupported) fails each write
-        that sends one: say once which setting does it, and what to do."""
-        refused = [o for o in self.summary.failures if o.action.headers is not None
-                   and o.action.headers.acl != "private" and ACL_REFUSALS.search(o.error)]
-        if refused:
-            self.summary.errors.append(
-                f"{self.settings.label('acl')}: {self.store_name()} refused the ACL of {len(refused)} object(s) "
-                f"(first {refused[0].action.key}: {refused[0].error}); it does not accept ACLs: remove the acl "
-                "setting (objects are then private, or public through a bucket policy)")
-
-    def store_name(self) -> str:
-        return f"the server {self.settings.endpoint}" if self.settings.endpoint else f"bucket {self.settings.bucket}"
 
     def conditional_writes(self, listing: statefile.Listing) -> bool:
         """What the state records of the server: seen to honour conditional writes."""

@@ -7,12 +7,13 @@ nothing to do."""
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Callable, Dict, FrozenSet, List, Sequence, Set, Tuple
 
 from .diff import header_differences
 from .errors import StoreError
-from .model import Action, Kind, ObjectHeaders
+from .model import Action, Kind, ObjectHeaders, Outcome
 from .s3vocab import KEPT_FIELDS
 from .store import RemoteStore
 
@@ -122,3 +123,19 @@ def verify(sampler: Sampler, store: RemoteStore, written: Sequence[Action], *, e
     failed = {kind for kind, _, _ in lost if kind not in ignored}
     kept = set(sampler.known) | (set(sampler.samples) - {kind for kind, _, _ in lost})
     return errors, unkept_keys(written, failed), ((endpoint, tuple(sorted(kept))) if kept else None)
+
+
+ACL_REFUSALS = re.compile(r"^(NotImplemented|AccessControlListNotSupported|501)\b")
+
+
+def acl_refusal(failures: Sequence[Outcome], label: str, where: str) -> List[str]:
+    """A server or bucket that refuses ACLs (R2 answers 501 NotImplemented; a
+    bucket with ACLs disabled, AccessControlListNotSupported) fails each write
+    that sends one: one error that says which setting does it, and what to do."""
+    refused = [o for o in failures if o.action.headers is not None and o.action.headers.acl != "private"
+               and ACL_REFUSALS.search(o.error)]
+    if not refused:
+        return []
+    return [f"{label}: {where} refused the ACL of {len(refused)} object(s) (first {refused[0].action.key}: "
+            f"{refused[0].error}); it does not accept ACLs: remove the acl setting (objects are then private, or "
+            "public through a bucket policy)"]
