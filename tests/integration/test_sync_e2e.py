@@ -780,8 +780,8 @@ def test_no_deletes_after_a_failed_upload(s3_server, s3, acl_disabled_bucket, ma
     assert summary_counts(proc.stdout)["uploaded"] == 3
     assert summary_counts(proc.stdout)["deleted"] == 0
     # One error says which setting and what to do.
-    assert f"error: PLUGIN_ACL: bucket {bucket} refused the ACL of 1 object(s) (first public/x.txt: " \
-        "AccessControlListNotSupported" in proc.stdout and "remove the acl setting" in proc.stdout
+    assert f"error: PLUGIN_ACL: the server {s3_server.endpoint} refused the ACL of 1 object(s) (first " \
+        "public/x.txt: AccessControlListNotSupported" in proc.stdout and "remove the acl setting" in proc.stdout
     # The state object records what did succeed (the failed key gets no entry), and
     # is accepted by the ACL-disabled bucket (no ACL header).
     assert_state_written(s3_server, bucket, "")
