@@ -74,6 +74,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("read_timeout", ("PLUGIN_READ_TIMEOUT",), parse_seconds, "Seconds to wait for S3 to start (or go on) answering a request before that attempt counts as failed and is retried. Default: 60.", "SECONDS"),
     Option("max_attempts", ("PLUGIN_MAX_ATTEMPTS",), lambda n, r: parse_int(n, r, maximum=20), "Attempts per request, the first one included, for failures worth retrying (5xx, throttling, dropped connections, timeouts). Default: 8.", "N"),
     Option("ignore_unsupported", ("PLUGIN_IGNORE_UNSUPPORTED",), parse_ignore_unsupported, "What an S3-compatible server may leave out of the objects without failing the run: acl, redirects, metadata, cache_control, content_type, content_encoding, content_disposition, content_language, expires. The first object written with each is read back once to check; one the server did not keep fails the run (exit 1) unless named here.", "NAMES"),
+    Option("acl_scrub", ("PLUGIN_ACL_SCRUB",), parse_max_delete, "How many objects a run that writes re-checks the ACL of (GetObjectAcl), a rotating slice: an ACL changed by hand leaves the listing as it was, and is found within 100 / N% such runs. A number of objects, or a percentage of them (then at least 100); 0 turns it off. Default: 2% when the acl setting grants anything beyond private (the bucket has ACLs), else off.", "N|N%"),
     Option("state", ("PLUGIN_STATE",), parse_bool, "Keep the state object (<target>.drone-s3-sync-state.json.gz) that lets a run skip per-object requests. Default: true.", flag=True),
     Option("verify", ("PLUGIN_VERIFY",), parse_bool, "Ignore the state object for this run: check every object's headers and ACL with S3 (for objects changed by other tools).", flag=True),
     Option("lock", ("PLUGIN_LOCK",), parse_bool, "Take the deploy lock (<target>.drone-s3-sync-lock) before the first write, so that two runs never write to the target at once; a second run waits. Runs with nothing to write take no lock. Default: true.", flag=True),
@@ -146,6 +147,7 @@ class Settings:
     report: str = ""  # a file for the JSON report; "": none
     json: bool = False  # the JSON report on stdout
     ignore_unsupported: Tuple[str, ...] = ()
+    acl_scrub: Optional[DeleteLimit] = None  # None: 2% when `acl` grants more than private, else off
     state: bool = True
     verify: bool = False
     lock: bool = True

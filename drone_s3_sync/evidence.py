@@ -21,10 +21,11 @@ from . import diff
 from .digest import PART_SIZE, SPOOL_SIZE, Digest, compressed_digest, file_digest
 from .errors import StoreError
 from .executors import Executors, bounded, hash_workers
-from .model import LocalFile, RemoteDetails, RemoteObject
+from .model import LocalFile, Plan, RemoteDetails, RemoteObject
 from .rules import HeaderRules
 from .scan import printable
 from .state import Entry
+from .statefile import Listing
 from .store import RemoteStore
 
 log = logging.getLogger("drone_s3_sync")
@@ -201,3 +202,14 @@ def state_digests(files: Sequence[LocalFile], evidence: Evidence, executors: Exe
         with executors.pool(hash_workers(), "hash") as hasher:
             digests.update(hash_files(missing, {}, hasher, everything=True)[0])
     return digests
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a plan was made from, and the plan."""
+
+    listing: Listing
+    evidence: Evidence
+    plan: Plan
+    refusal: Optional[str]
+    cache: Optional[CompressedCache]

@@ -18,15 +18,15 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Callable, Iterator, Optional, Sequence
 
-from . import diff, grace, guards, readback, statefile
+from . import diff, grace, guards, readback, scrub, statefile
 from .cdn import invalidate, paths_for
 from .config import Settings
 from .sources import secrets_of
 from .errors import ConfigError, GuardError, Interrupted, LockError, SyncError
-from .evidence import CompressedCache, Evidence, gather, state_digests
+from .evidence import CompressedCache, Planned, gather, state_digests
 from .executors import Executors
 from .model import Action, Kind, Outcome, Plan, Stage, Summary
 from .redact import Redactor, one_line
@@ -100,6 +100,7 @@ class Run:
         self._lock = threading.Lock()
         self._clock = time.monotonic()
         self.lock: Optional[DeployLock] = None
+        self.next_scrub: Optional[int] = None  # where the next ACL scrub begins, when this run scrubbed
         self.sampler = readback.Sampler()  # the first object written of each kind, to read back
         self.verified: Optional[tuple] = None  # (endpoint, kinds) the server is known to keep
 
@@ -161,7 +162,7 @@ class Run:
         reporter.summary(summary)
         return summary
 
-    def plan(self, scanned: ScanResult, listing: statefile.Listing) -> "Planned":
+    def plan(self, scanned: ScanResult, listing: statefile.Listing) -> Planned:
         """The evidence and the plan for what the scan found and the bucket listed."""
         settings, summary = self.settings, self.summary
         # include/exclude: objects of paths they leave out are not this run's to
@@ -192,7 +193,7 @@ class Run:
         return Planned(listing, evidence, plan, refusal, cache)
 
     @contextlib.contextmanager
-    def locked(self, scanned: ScanResult, planned: "Planned") -> Iterator["Planned"]:
+    def locked(self, scanned: ScanResult, planned: Planned) -> Iterator[Planned]:
         """Holds the deploy lock around the writes of a run that has any. Taken
         after planning (a run with nothing to do writes nothing), so the view
         it planned from is then confirmed: when another run held the lock, or
@@ -217,7 +218,7 @@ class Run:
                 if planned.refusal:
                     raise GuardError(planned.refusal)
             self.lock = lock
-            yield planned
+            yield self.scrub(scanned, planned)
         finally:
             lock.release()
 
@@ -281,7 +282,19 @@ class Run:
         if self.settings.cloudfront_distribution:
             summary.invalidation_paths = paths_for(plan.actions, self.settings)
 
-    def write(self, planned: "Planned") -> None:
+    def scrub(self, scanned: ScanResult, planned: Planned) -> Planned:
+        """Re-checks the ACL of a slice of the objects the state vouches for (see
+        scrub.py); plans again without the entries found wrong."""
+        listing = planned.listing
+        with self.timed("plan"):
+            wrong, self.next_scrub = scrub.scrub(self.store, planned.plan, listing, self.settings,
+                                                 notify=self.reporter.info)
+        if not wrong:
+            return planned
+        entries = {k: e for k, e in listing.entries.items() if k not in wrong}
+        return self.plan(scanned, replace(listing, entries=entries, refresh=True))
+
+    def write(self, planned: Planned) -> None:
         settings, summary = self.settings, self.summary
         plan, listing, evidence = planned.plan, planned.listing, planned.evidence
         if listing.verified is not None and listing.verified[0] == settings.endpoint:
@@ -311,7 +324,7 @@ class Run:
                 statefile.save(summary, listing, state_digests(uploaded, evidence, self.executors), stored,
                                store=self.store, bucket=settings.bucket, target=settings.target, rules=self.rules,
                                warn=self.reporter.warn, conditional_writes=self.conditional_writes(listing),
-                               distrust=unkept, verified=self.verified)
+                               distrust=unkept, verified=self.verified, scrub=self.next_scrub)
         with self.timed("invalidate"):
             self.invalidate()
 
@@ -391,13 +404,3 @@ class Run:
         stop.note = "; ".join(notes)
         return stop
 
-
-@dataclass(frozen=True)
-class Planned:
-    """What a plan was made from, and the plan."""
-
-    listing: statefile.Listing
-    evidence: Evidence
-    plan: Plan
-    refusal: Optional[str]
-    cache: Optional[CompressedCache]

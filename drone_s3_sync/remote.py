@@ -214,6 +214,13 @@ class S3Store:
         )
         return RemoteDetails(headers=headers, sse=sse, md5=md5, kms_key=kms_key, storage_class=stored_class)
 
+    def acl(self, key: str) -> str:
+        try:
+            response = self.client.get_object_acl(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _failed(exc) from None
+        return canned_acl(response.get("Owner", {}).get("ID"), response.get("Grants", ()))
+
     def get_bytes(self, key: str) -> bytes:
         return self.fetch(key).body
 

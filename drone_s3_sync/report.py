@@ -13,7 +13,7 @@ import time
 from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .jsonreport import dumps, redact_all, report_document, write_atomically
-from .model import Action, Kind, Outcome, Plan, Reason, Summary
+from .model import Action, Kind, Outcome, Reason, Summary
 from .redact import public_endpoint
 
 log = logging.getLogger("drone_s3_sync")

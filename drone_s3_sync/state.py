@@ -70,7 +70,7 @@ def _headers_of(row: list) -> ObjectHeaders:
 
 def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None,
            conditional_writes: bool = False, removed: Optional[Mapping[str, float]] = None,
-           verified: Optional[Tuple[str, Tuple[str, ...]]] = None) -> bytes:
+           verified: Optional[Tuple[str, Tuple[str, ...]]] = None, scrub: int = 0) -> bytes:
     """Deterministic bytes: the same entries always give the same object.
     `owner`: the (bucket, target) the state describes, recorded so that a state
     object copied to another bucket or target is not trusted there.
@@ -94,6 +94,8 @@ def encode(entries: Mapping[str, Entry], owner: Optional[Tuple[str, str]] = None
         document["conditional_writes"] = True
     if removed:
         document["removed"] = {key: int(removed[key]) for key in sorted(removed)}
+    if scrub:
+        document["scrub"] = scrub
     if verified is not None and verified[1]:
         document["verified"] = {"endpoint": verified[0], "kinds": sorted(verified[1])}
     raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -111,10 +113,11 @@ class Document(NamedTuple):
     conditional_writes: bool = False
     removed: Dict[str, float] = {}
     verified: Optional[Tuple[str, Tuple[str, ...]]] = None
+    scrub: int = 0  # where the next ACL scrub begins, in the sorted keys
 
 
 def encode_document(doc: Document) -> bytes:
-    return encode(doc.entries, doc.owner, doc.conditional_writes, doc.removed, doc.verified)
+    return encode(doc.entries, doc.owner, doc.conditional_writes, doc.removed, doc.verified, doc.scrub)
 
 
 def read(data: bytes) -> Document:
@@ -133,7 +136,7 @@ def read(data: bytes) -> Document:
                          for key, v in document["objects"].items()}, owner,
                         document.get("conditional_writes") is True,
                         {str(k): float(v) for k, v in (document.get("removed") or {}).items()},
-                        _verified(document.get("verified")))
+                        _verified(document.get("verified")), int(document.get("scrub") or 0))
     except (OSError, EOFError, zlib.error, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         log.warning("state object is unreadable (%s); checking every object instead", exc)
         return Document({})

@@ -46,6 +46,7 @@ class Listing:
     conditional_writes: bool = False  # the state says the server honours conditional writes
     removed: Mapping[str, float] = field(default_factory=dict)  # delete_grace: when each was first seen removed
     verified: Optional[Tuple[str, Tuple[str, ...]]] = None  # (endpoint, kinds) the server was seen to keep
+    scrub: int = 0  # where the next ACL scrub begins
 
     @property
     def exists(self) -> bool:
@@ -68,7 +69,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         return Listing(remotes, stored, {}, unread=True)
     # What was read decides the condition of the next write of the state.
     stored = replace(stored, etag=fetched.etag)
-    entries, owner, conditional, removed, verified = read(fetched.body)
+    entries, owner, conditional, removed, verified, scrub = read(fetched.body)
     if owner is not None and owner != (bucket, target):
         warn(f"the state object {key} was written for s3://{owner[0]}/{owner[1]}, not for s3://{bucket}/{target} "
              "(copied from another deployment?); it is ignored and every object is checked with S3")
@@ -81,7 +82,7 @@ def load(store: RemoteStore, bucket: str, target: str, *, use_state: bool,
         log.debug("state: %d object(s) written after the state object are checked with S3",
                   len(entries) - len(trusted))
     return Listing(remotes, stored, trusted, refresh=len(trusted) < len(entries), conditional_writes=conditional,
-                   removed=removed, verified=verified)
+                   removed=removed, verified=verified, scrub=scrub)
 
 
 def current(store: RemoteStore, listing: Listing, *, target: str, use_state: bool) -> bool:
@@ -140,7 +141,7 @@ def retire(plan: Plan, listing: Listing, *, store: RemoteStore, bucket: str, tar
     kept = {k: e for k, e in stored.items() if k not in at_risk}
     try:
         etag = _put(store, key, encode_document(Document(kept, (bucket, target), listing.conditional_writes,
-                                                         dict(listing.removed), listing.verified)),
+                                                         dict(listing.removed), listing.verified, listing.scrub)),
                     rules, etag, listing.exists)
     except StoreError as exc:
         if exc.code == PRECONDITION_FAILED:
@@ -170,7 +171,7 @@ def _put(store: RemoteStore, key: str, body: bytes, rules: HeaderRules, etag: Op
 def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: RemoteStore,
          bucket: str, target: str, rules: HeaderRules, warn: Callable[[str], None],
          conditional_writes: bool = False, distrust: AbstractSet[str] = frozenset(),
-         verified: Optional[Tuple[str, Tuple[str, ...]]] = None) -> None:
+         verified: Optional[Tuple[str, Tuple[str, ...]]] = None, scrub: Optional[int] = None) -> None:
     """Record what every object now is; written when that changed, when the
     state must be refreshed, or when the run wrote any object (so that the
     state is never older than an object it vouches for). Entries of
@@ -182,9 +183,10 @@ def save(summary: Summary, listing: Listing, digests, old: Retired, *, store: Re
     for key in distrust:  # written with headers the server did not keep
         entries.pop(key, None)
     wrote = {o.action.key for o in summary.outcomes if o.ok and o.action.kind is not Kind.DELETE}
-    new = Document(entries, (bucket, target), conditional_writes, summary.removed, verified)
+    new = Document(entries, (bucket, target), conditional_writes, summary.removed, verified,
+                   listing.scrub if scrub is None else scrub)
     before = Document(dict(old.entries), (bucket, target), listing.conditional_writes, dict(listing.removed),
-                      listing.verified)
+                      listing.verified, listing.scrub)
     if new == before and not listing.refresh and not wrote:
         return
     key = state_key(target)

@@ -43,6 +43,9 @@ class RemoteStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes: ...
 
+    def acl(self, key: str) -> str:
+        """The object's canned ACL (GetObjectAcl; "custom" for other grants)."""
+
     def fetch(self, key: str) -> Fetched:
         """The object whole, with its ETag and age; StoreError with code "404" if none."""
 

@@ -5,6 +5,7 @@ moves only when a test moves it (S3 keeps times to the second)."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from drone_s3_sync.model import Kind
 from drone_s3_sync.state import decode, read, state_key
@@ -123,3 +124,32 @@ def test_a_root_delete_that_would_empty_another_deployment_is_refused(tmp_path):
     assert deleted == {"blog/post.html", "blog/feed.xml"}
     assert state_key("blog/") in store.objects  # never deleted
     Run(store, tree(tmp_path, SITE), delete="true", exclude="blog/*")()  # the other way out: no refusal
+
+
+def test_an_acl_changed_by_hand_is_found_by_the_scrub_within_its_bound(tmp_path):
+    """PutObjectAcl alone leaves the listing as it was: the rotating ACL scrub of
+    writing runs finds it within ceil(N / slice) of them; runs with nothing to
+    do check nothing."""
+    from drone_s3_sync.scrub import MIN_SLICE, slice_of
+    from drone_s3_sync.parsers import DeleteLimit
+    from decimal import Decimal
+
+    files = {f"f{i:02d}.txt": b"x%d" % i for i in range(10)}
+    store = MemoryStore()
+    src = tree(tmp_path, files)
+    run = Run(store, src, acl="public-read", acl_scrub="3")
+    run()
+    store.objects["f07.txt"].headers = replace(store.objects["f07.txt"].headers, acl="private")  # ETag, time kept
+    run()
+    assert run.sent == NOTHING_TO_DO  # nothing to do: no scrub
+    found_in = None
+    for n in range(1, 5):  # a writing run each time: f00.txt changes
+        (src / "f00.txt").write_bytes(b"y%d" % n)
+        summary = run()
+        if any(a.key == "f07.txt" and a.kind is Kind.UPDATE for a in summary.plan.actions):
+            found_in = n
+            break
+    assert found_in is not None and found_in <= 4  # 10 vouched objects, 3 a run
+    assert store.objects["f07.txt"].headers.acl == "public-read"
+    assert slice_of([f"k{i}" for i in range(5)], 4, DeleteLimit(Decimal(2))) == (["k4", "k0"], 1)
+    assert len(slice_of([str(i) for i in range(1000)], 0, DeleteLimit(Decimal(2), percent=True))[0]) == MIN_SLICE

@@ -190,6 +190,7 @@ ROWS: Dict[str, List[Bad]] = {
         bad("PLUGIN_CLOUDFRONT_WAIT_TIMEOUT", "15m", "not a number of seconds", id="unit"),
     ],
     "order": [bad("PLUGIN_ORDER", "../x", "patterns relative to the source", id="outside")],
+    "acl_scrub": [bad("PLUGIN_ACL_SCRUB", "lots", "not a whole number of 0 or more", id="words")],
     "delete_grace": [
         bad("PLUGIN_DELETE_GRACE", "7 days", "not a duration; use a duration such as 7d", id="words"),
         bad("PLUGIN_DELETE_GRACE", "400d", "more than a year", id="too-long"),

@@ -205,3 +205,25 @@ def test_a_killed_runs_multipart_upload_is_aborted_by_the_run_that_takes_over(s3
     with s3_server.paused():
         assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert_bucket_is(s3, s3_server, bucket, files, None)
+
+
+def test_an_acl_changed_by_hand_is_restored_by_the_acl_scrub(s3_server, s3, bucket, make_tree, run_sync):
+    files = {f"p{i}.html": f"<p>{i}</p>".encode() for i in range(4)}
+    src = make_tree(files)
+    env = plugin_env(bucket, target="site", acl="public-read", acl_scrub="2")
+    ok(run_sync(env, cwd=src))
+    with s3_server.paused():
+        s3.put_object_acl(Bucket=bucket, Key="site/p2.html", ACL="private")  # listing unchanged
+    s3_server.reset()
+    ok(run_sync(env, cwd=src))
+    assert {r.op for r in s3_server.requests if r.bucket == bucket} == {"ListObjectsV2", "GetObject"}  # not scrubbed
+    for round_ in range(3):  # writing runs: 3 vouched objects, 2 checked each
+        (src / "p0.html").write_text(f"<p>0 v{round_}</p>")
+        s3_server.reset()
+        proc = ok(run_sync(env, cwd=src))
+        if "site/p2.html" in proc.stdout:
+            break
+    assert "acl_scrub: 1 of 2 object(s) checked have another ACL than recorded (first site/p2.html)" in proc.stdout
+    with s3_server.paused():
+        grants = s3.get_object_acl(Bucket=bucket, Key="site/p2.html")["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("AllUsers") and g["Permission"] == "READ" for g in grants)

@@ -116,6 +116,10 @@ class MemoryStore:
         return RemoteDetails(headers=headers, sse=obj.headers.encryption, md5=obj.md5_metadata,
                              kms_key=obj.headers.kms_key_id, storage_class=stored_class)
 
+    def acl(self, key: str) -> str:
+        self._send("GetObjectAcl", key)
+        return self._object(key).headers.acl
+
     def get_bytes(self, key: str) -> bytes:
         return self.fetch(key).body
 

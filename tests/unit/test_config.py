@@ -928,7 +928,7 @@ def test_the_default_the_help_states_is_the_default_a_run_has() -> None:
     fields = {f.name: f.default for f in dataclasses.fields(Settings)}
     checked = []
     for option in OPTIONS:
-        match = re.search(r"Default: ([A-Za-z0-9_-]+(?:\.[0-9]+)?)", option.help)
+        match = re.search(r"Default: ([A-Za-z0-9_-]+(?:\.[0-9]+)?%?)", option.help)
         default = fields.get(option.name)
         if match is None or isinstance(default, tuple) or default in ("", None):
             continue  # rules and lists: "none", "built-in table" describe an empty value
