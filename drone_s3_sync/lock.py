@@ -34,6 +34,7 @@ log = logging.getLogger("drone_s3_sync")
 
 TTL = 120.0  # seconds without renewal after which a lock is stale
 POLL = (2.0, 5.0)  # seconds between two looks at a held lock (jittered)
+QUICK = 0.2  # seconds before looking again when the lock changed hands meanwhile
 # Variables of CI systems that say which build holds the lock: (label, names).
 CI_VARIABLES = (
     ("build", ("DRONE_BUILD_NUMBER", "CI_PIPELINE_NUMBER", "GITHUB_RUN_ID", "CI_JOB_ID", "BUILD_NUMBER")),
@@ -41,6 +42,9 @@ CI_VARIABLES = (
     ("commit", ("DRONE_COMMIT_SHA", "CI_COMMIT_SHA", "GITHUB_SHA")),
 )
 NOT_SUPPORTED = ("NotImplemented", "501")
+# The answers to a conditional PUT that found the lock taken: S3 answers 409
+# ConditionalRequestConflict to the losers of writes racing at the same moment.
+HELD = (PRECONDITION_FAILED, "ConditionalRequestConflict", "409")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class DeployLock:
                 if exc.code in NOT_SUPPORTED:
                     self._unsupported(f"it answered {exc}")
                     return
-                if exc.code != PRECONDITION_FAILED:
+                if exc.code not in HELD:
                     raise LockError(f"cannot take the deploy lock {self.key}: {exc}") from None
             else:
                 self.held = True
@@ -137,33 +141,35 @@ class DeployLock:
                 return
             # Held by another run.
             self.waited = True
+            pause = random.uniform(*POLL)
             try:
                 current = self.store.fetch(self.key)
             except StoreError as exc:
-                if exc.code in ("404", "NoSuchKey"):
-                    continue  # given back meanwhile: try again at once
-                raise LockError(f"cannot read the deploy lock {self.key}: {exc}") from None
-            holder = Holder.decode(current.body)
-            if current.age > holder.ttl:
-                if self._take_over(current.etag, holder, current.age):
-                    return
-                continue
+                if exc.code not in ("404", "NoSuchKey"):
+                    raise LockError(f"cannot read the deploy lock {self.key}: {exc}") from None
+                current, holder, pause = None, Holder(), QUICK  # given back meanwhile: try again soon
+            if current is not None:
+                holder = Holder.decode(current.body)
+                if current.age > holder.ttl:
+                    if self._take_over(current.etag, holder, current.age):
+                        return
+                    pause = QUICK  # another run was quicker, or the holder came back: look again
+                elif told != current.etag:
+                    self.notify(f"waiting for the deploy lock {self.key}, held by {holder.describe()}")
+                    told = current.etag
             waited = self.clock() - started
             if waited >= self.timeout:
                 raise LockError(
                     f"the deploy lock {self.key} is held by another run ({holder.describe()}); waited "
                     f"{waited:.0f} s (lock_timeout). It is renewed while its holder runs and goes stale "
                     f"{holder.ttl:.0f} s after it stops; raise lock_timeout to wait longer") from None
-            if told != current.etag:
-                self.notify(f"waiting for the deploy lock {self.key}, held by {holder.describe()}")
-                told = current.etag
-            self.sleep(min(random.uniform(*POLL), max(0.0, self.timeout - waited)))
+            self.sleep(min(pause, max(0.0, self.timeout - waited)))
 
     def _take_over(self, etag: str, holder: Holder, age: float) -> bool:
         try:
             self.etag = self.store.put_bytes(self.key, self.holder.encode(), "application/json", if_match=etag)
         except StoreError as exc:
-            if exc.code == PRECONDITION_FAILED:
+            if exc.code in HELD:
                 return False  # another run took it first, or its holder renewed it
             raise LockError(f"cannot take over the deploy lock {self.key}: {exc}") from None
         self.warn(f"took over the deploy lock {self.key}: its holder ({holder.describe()}) has not renewed it "
@@ -196,6 +202,10 @@ class DeployLock:
             if exc.code not in NOT_SUPPORTED:
                 raise LockError(f"cannot take the deploy lock {self.key}: {exc}") from None
         self._unsupported("it accepted a conditional write it had to refuse")
+        try:  # the lock object just written means nothing on such a server
+            self.store.remove(self.key)
+        except StoreError:
+            pass
 
     def _unsupported(self, how: str) -> None:
         self.warn(f"the server {self.endpoint or 'S3'} does not support conditional writes ({how}): the deploy lock "

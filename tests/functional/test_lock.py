@@ -180,3 +180,15 @@ def test_taking_over_a_stale_lock_aborts_the_multipart_uploads_its_holder_left(t
     assert run().exit_code == 0
     assert store.aborted == [("big.iso", "upload-1"), ("video.mp4", "upload-2")]
     assert "aborted the multipart upload of big.iso left by the stopped run" in run.out.getvalue()
+
+
+def test_a_conditional_write_conflict_counts_as_a_held_lock_and_the_wait_is_bounded(tmp_path):
+    store = MemoryStore()
+    store.fail("PutObject", LOCK, "ConditionalRequestConflict")  # S3's 409 to racing writers, every time
+    plant_lock(store)
+    store.now += 121  # stale, but every takeover loses the race too
+    run = Run(store, tree(tmp_path, SITE), lock_timeout="0.5")
+    with pytest.raises(LockError, match="held by another run"):
+        run()
+    tries = run.sent["PutObject"]
+    assert 2 <= tries <= 12  # looked again every 0.2 s, then gave up: no busy loop
