@@ -227,3 +227,20 @@ def test_an_acl_changed_by_hand_is_restored_by_the_acl_scrub(s3_server, s3, buck
     with s3_server.paused():
         grants = s3.get_object_acl(Bucket=bucket, Key="site/p2.html")["Grants"]
     assert any(g["Grantee"].get("URI", "").endswith("AllUsers") and g["Permission"] == "READ" for g in grants)
+
+
+def test_a_parent_targets_delete_leaves_a_nested_deployment_alone(s3_server, s3, bucket, make_tree, run_sync):
+    blog = make_tree({"post.html": b"<p>post</p>", "feed.xml": b"<rss/>"})
+    ok(run_sync(plugin_env(bucket, target="site/blog"), cwd=blog))
+    site = make_tree({"index.html": b"<p>home</p>"})
+    s3_server.reset()
+    refused = run_sync(plugin_env(bucket, target="site", delete="true"), cwd=site)
+    assert refused.returncode == 3, refused.stderr
+    assert f"of another deployment nested under s3://{bucket}/site/ (s3://{bucket}/site/blog/" in refused.stderr
+    assert "exclude (for example 'blog/*')" in refused.stderr and "allow_nested_delete" in refused.stderr
+    assert s3_server.writes(bucket) == []
+    ok(run_sync(plugin_env(bucket, target="site", delete="true", exclude="blog/*"), cwd=site))
+    ok(run_sync(plugin_env(bucket, target="site", delete="true", allow_nested_delete="true"), cwd=site))
+    with s3_server.paused():
+        left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="site/blog/")["Contents"])
+    assert left == ["site/blog/.drone-s3-sync-state.json.gz"]  # its files went, its state never does
