@@ -82,8 +82,6 @@ def _human(size: int) -> str:
     return f"{size} bytes"
 
 
-
-
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION_FORMS = "use a duration such as 7d, 12h, 30m or 90s (or a number of seconds; 0 for none)"
@@ -102,30 +100,26 @@ def parse_duration(name: str, raw: Any) -> float:
     return seconds
 
 
-def parse_seconds(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
-    """A positive number of seconds; decimals allowed ("0.5")."""
+def parse_seconds(name: str, raw: Any, *, maximum: float = 3600.0, zero_off: bool = False) -> float:
+    """A number of seconds, decimals allowed ("0.5"): more than 0, or with
+    `zero_off` 0 too, meaning off."""
+    forms = f"use 0 to {maximum:g} (0 turns it off)" if zero_off else ""
     if isinstance(raw, bool):
-        raise ConfigError(name, "expected a number of seconds")
+        raise ConfigError(name, "expected a number of seconds" + (f"; {forms}" if forms else ""))
     try:
         value = float(raw) if isinstance(raw, (int, float)) else float(_text(name, raw))
     except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a number of seconds") from None
-    if not 0 < value <= maximum:  # also rejects nan
+        raise ConfigError(name, f"{raw!r} is not a number of seconds" + (f"; {forms}" if forms else "")) from None
+    if zero_off and not 0 <= value <= maximum:  # also rejects nan
+        raise ConfigError(name, f"{raw!r} is out of range; use 0 to {maximum:g} seconds (0 turns it off)")
+    if not zero_off and not 0 < value <= maximum:
         raise ConfigError(name, f"{raw!r} is out of range; use more than 0 and at most {maximum:g} seconds")
     return value
 
 
 def parse_interval(name: str, raw: Any, *, maximum: float = 3600.0) -> float:
     """Seconds between two progress lines; 0 turns them off."""
-    if isinstance(raw, bool):
-        raise ConfigError(name, f"expected a number of seconds; use 0 to {maximum:g} (0 turns it off)")
-    try:
-        value = float(raw) if isinstance(raw, (int, float)) else float(_text(name, raw))
-    except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a number of seconds; use 0 to {maximum:g} (0 turns it off)") from None
-    if not 0 <= value <= maximum:  # also rejects nan
-        raise ConfigError(name, f"{raw!r} is out of range; use 0 to {maximum:g} seconds (0 turns it off)")
-    return value
+    return parse_seconds(name, raw, maximum=maximum, zero_off=True)
 
 
 REPORT_FORMS = "give a file name such as report.json or /tmp/sync-report.json, in a folder that exists"
