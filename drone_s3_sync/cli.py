@@ -17,7 +17,9 @@ from .redact import Redactor, one_line
 log = logging.getLogger("drone_s3_sync")
 
 # An interrupted run exits with 128 + the signal: 130 for SIGINT, 143 for SIGTERM.
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# The exit codes come from the errors that cause them (errors.py): one place.
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, SyncError.exit_code, ConfigError.exit_code, GuardError.exit_code
+EXIT_INTERRUPTED = Interrupted(signal.SIGINT).exit_code
 
 
 class RedactingFormatter(logging.Formatter):
