@@ -115,7 +115,9 @@ class S3Store:
         for operation in ("PutObject", "CopyObject", "CreateMultipartUpload", "CompleteMultipartUpload",
                           "AbortMultipartUpload"):
             events.register(f"before-parameter-build.s3.{operation}", self._remember_key)
-        for operation in ("PutObject", "CopyObject", "CompleteMultipartUpload"):
+        # s3transfer's futures give no ETag: the upload's PutObject or
+        # CompleteMultipartUpload answer is kept for its on_done.
+        for operation in ("PutObject", "CompleteMultipartUpload"):
             events.register(f"after-call.s3.{operation}", self._record_etag)
         events.register("before-parse.s3.ListObjectsV2", _take_listing)
         events.register("after-call.s3.CreateMultipartUpload", self._upload_opened)
@@ -143,7 +145,7 @@ class S3Store:
 
     def _record_etag(self, parsed, context, **kwargs):
         key = context.get("drone_s3_sync_key")
-        etag = parsed.get("ETag") or (parsed.get("CopyObjectResult") or {}).get("ETag")
+        etag = parsed.get("ETag")
         if key and etag:
             with self._etag_lock:
                 self._upload_etags[key] = etag.strip('"').lower()

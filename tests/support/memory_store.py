@@ -45,13 +45,13 @@ class MemoryStore:
         self.drops: Dict[str, object] = {}
         self.aborted: List[Tuple[str, str]] = []  # ObjectHeaders fields a careless server stores as this value instead
         self.ops: List[Tuple[str, str]] = []  # (operation, key) in the order they were sent
-        self._faults: Dict[Tuple[str, str], Tuple[str, Callable[[], None]]] = {}
+        self._faults: Dict[Tuple[str, str], str] = {}
         self._hooks: Dict[Tuple[str, str], Callable[[], None]] = {}
 
     # ---------------------------------------------------------------- test helpers
-    def fail(self, op: str, key: str, code: str = "InternalError", before: Optional[Callable[[], None]] = None) -> None:
+    def fail(self, op: str, key: str, code: str = "InternalError") -> None:
         """Make `op` on `key` fail with `code` ("KeyboardInterrupt" raises one instead)."""
-        self._faults[(op, key)] = (code, before or (lambda: None))
+        self._faults[(op, key)] = code
 
     def on(self, op: str, key: str, action: Callable[[], None]) -> None:
         """Run `action` once, just before `op` on `key` is answered: another
@@ -78,11 +78,9 @@ class MemoryStore:
         hook = self._hooks.pop((op, key), None)
         if hook is not None:
             hook()
-        fault = self._faults.get((op, key))
-        if fault is None:
+        code = self._faults.get((op, key))
+        if code is None:
             return
-        code, before = fault
-        before()
         if code == "KeyboardInterrupt":
             raise KeyboardInterrupt
         raise StoreError(f"{code}: injected", code)
@@ -200,7 +198,7 @@ class MemoryStore:
             self._send("DeleteObjects", ",".join(batch))
             for key in batch:
                 if (("DeleteObject", key)) in self._faults:
-                    failures.append((key, f"{self._faults[('DeleteObject', key)][0]}: injected"))
+                    failures.append((key, f"{self._faults[('DeleteObject', key)]}: injected"))
                 else:
                     self.objects.pop(key, None)
         return failures
