@@ -17,7 +17,7 @@
 FROM python:3.12-slim AS builder
 WORKDIR /src
 # Only what the build needs; see also .dockerignore.
-COPY pyproject.toml setup.cfg setup.py README.md ./
+COPY pyproject.toml setup.cfg setup.py README.md LICENSE ./
 COPY drone_s3_sync/ drone_s3_sync/
 # With the brotli extra: the image can `compress: br` (brotli ships manylinux wheels).
 RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels ".[brotli]"

@@ -201,7 +201,7 @@ def test_final_stage_is_slim_and_has_no_build_tools_or_caches() -> None:
 
 def test_builder_copies_only_what_the_build_needs(tmp_path: Path) -> None:
     sources = build_context_copy(tmp_path)
-    allowed = {"setup.cfg", "setup.py", "pyproject.toml", "README.md", "drone_s3_sync/", "drone_s3_sync"}
+    allowed = {"setup.cfg", "setup.py", "pyproject.toml", "README.md", "LICENSE", "drone_s3_sync/", "drone_s3_sync"}
     assert set(sources) <= allowed, f"dev files copied into the build: {set(sources) - allowed}"
     assert not list(tmp_path.rglob("__pycache__"))
 
@@ -216,7 +216,7 @@ def test_dockerignore_keeps_dev_files_out_of_the_build_context(path: str) -> Non
     assert ignored(path)
 
 
-@pytest.mark.parametrize("path", ["setup.cfg", "setup.py", "README.md", "drone_s3_sync/cli.py"])
+@pytest.mark.parametrize("path", ["setup.cfg", "setup.py", "README.md", "LICENSE", "drone_s3_sync/cli.py"])
 def test_dockerignore_keeps_what_the_build_needs(path: str) -> None:
     assert not ignored(path)
 
@@ -249,6 +249,10 @@ def test_wheel_holds_only_the_package_and_its_metadata(wheel: Path) -> None:
         names = zf.namelist()
         entry_points = zf.read(f"drone_s3_sync-{version}.dist-info/entry_points.txt").decode()
         metadata = zf.read(f"drone_s3_sync-{version}.dist-info/METADATA").decode()
+        licenses = [zf.read(n).decode() for n in names if n.startswith(f"drone_s3_sync-{version}.dist-info/")
+                    and n.endswith("/LICENSE")]
+    # The licence travels with every copy of the package.
+    assert len(licenses) == 1 and "Apache License" in licenses[0] and "Version 2.0" in licenses[0]
     tops = {name.split("/")[0] for name in names}
     assert tops == {"drone_s3_sync", f"drone_s3_sync-{version}.dist-info"}, tops
     # Every module of the package, and nothing else.
