@@ -48,10 +48,10 @@ def status_of(exit_code: int) -> str:
 
 def report_document(settings: Any, summary: Summary, *, exit_code: int, finished: float,
                     warnings: Sequence[str] = (), refused: str = "", interrupted: str = "",
-                    error: str = "") -> Dict[str, Any]:
+                    error: str = "", line: str = "") -> Dict[str, Any]:
     """The JSON report (format 1) as a dict: every action but the skipped ones
     (those are counted), with what became of it; totals; problems; timings.
-    Not yet redacted: see `redact_all`."""
+    `line`: the summary line as the log prints it. Not yet redacted: see `redact_all`."""
     from . import __version__
 
     plan = summary.plan
@@ -112,6 +112,7 @@ def report_document(settings: Any, summary: Summary, *, exit_code: int, finished
         "started": _iso(started),
         "finished": _iso(finished),
         "seconds": round(summary.seconds or max(finished - started, 0.0), 3),
+        "summary": line or None,
         "actions": actions,
         "totals": totals,
         "failures": failures,

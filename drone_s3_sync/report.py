@@ -297,27 +297,8 @@ class Reporter:
 
     # ---------------------------------------------------------------- summary
     def summary(self, summary: Summary) -> None:
-        """`Done: 3 uploaded, 1 updated, 0 redirects, 2 deleted, 120 unchanged; 1.2 MiB in 0.84 s`"""
-        plan = summary.plan
-        if summary.dry_run:
-            acted = plan.actions
-            head = "Dry run, would do:"
-        else:
-            acted = [o.action for o in summary.outcomes if o.ok]
-            head = "Done:"
-        count = {kind: 0 for kind in Kind}
-        for action in acted:
-            count[action.kind] += 1
-        nbytes = sum(a.size for a in acted if a.kind is Kind.UPLOAD)
-        redirects = count[Kind.REDIRECT]
-        parts = [f"{count[Kind.UPLOAD]} uploaded", f"{count[Kind.UPDATE]} updated",
-                 f"{redirects} redirect{'' if redirects == 1 else 's'}", f"{count[Kind.DELETE]} deleted",
-                 f"{plan.counts()[Kind.SKIP]} unchanged"]
+        """The summary line, with what was refused or failed around it."""
         paint = self.paint_out
-        if summary.failures:
-            parts.append(paint(f"{len(summary.failures)} failed", "failed"))
-        if summary.errors:  # so that no summary of a failed run reads like success
-            parts.append(paint(f"{len(summary.errors)} error{'' if len(summary.errors) == 1 else 's'}", "error"))
         if summary.delete_blocked_reason:
             self.line(f"{paint('Deletes skipped:', 'warning')} {summary.delete_blocked_reason}")
         if summary.invalidation_paths:
@@ -325,7 +306,7 @@ class Reporter:
             more = " ..." if len(summary.invalidation_paths) > 10 else ""
             verb = "would invalidate" if summary.dry_run else "invalidated"
             self.line(f"CloudFront: {verb} {len(summary.invalidation_paths)} path(s): {shown}{more}")
-        self.line(f"{head} {', '.join(parts)}; {human_bytes(nbytes)} in {summary.seconds:.2f} s")
+        self.line(summary_text(summary, paint))
         for outcome in summary.failures:
             self.line(f"  {paint('failed:', 'error')} {outcome.action.key}: {outcome.error}")
         for error in summary.errors:
@@ -343,7 +324,7 @@ class Reporter:
         def render() -> str:
             document = report_document(settings, summary, exit_code=exit_code, finished=time.time(),
                                        warnings=self.warnings, refused=refused, interrupted=interrupted,
-                                       error=error)
+                                       error=error, line=summary_text(summary))
             return dumps(redact_all(document, self.redact))
 
         text = render()
@@ -360,6 +341,34 @@ class Reporter:
             with self._lock:
                 self.document.write(text)
                 self.document.flush()
+
+
+def summary_text(summary: Summary, paint: Callable[[str, str], str] = lambda text, kind: text) -> str:
+    """`Done: 3 uploaded, 1 updated, 0 redirects, 2 deleted, 120 unchanged; 1.2 MiB in 0.84 s`,
+    with the failures and errors counted so that a failed run never reads like success."""
+    plan = summary.plan
+    if summary.dry_run:
+        acted = list(plan.actions)
+        head = "Dry run, would do:"
+    else:
+        acted = [o.action for o in summary.outcomes if o.ok]
+        head = "Done:"
+    count = {kind: 0 for kind in Kind}
+    for action in acted:
+        count[action.kind] += 1
+    nbytes = sum(a.size for a in acted if a.kind is Kind.UPLOAD)
+    parts = [f"{count[Kind.UPLOAD]} uploaded", f"{count[Kind.UPDATE]} updated",
+             _counted(count[Kind.REDIRECT], "redirect"), f"{count[Kind.DELETE]} deleted",
+             f"{plan.counts()[Kind.SKIP]} unchanged"]
+    if summary.failures:
+        parts.append(paint(f"{len(summary.failures)} failed", "failed"))
+    if summary.errors:
+        parts.append(paint(_counted(len(summary.errors), "error"), "error"))
+    return f"{head} {', '.join(parts)}; {human_bytes(nbytes)} in {summary.seconds:.2f} s"
+
+
+def _counted(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _isatty(stream: Any) -> bool:

@@ -141,6 +141,19 @@ def test_step_script_passes_output_through_and_sets_the_summary_output(s3_server
         assert summary == summary_line(proc.stdout) and summary.startswith("Done: 2 uploaded,")
 
 
+def test_with_json_the_summary_output_is_still_set(s3_server, bucket, make_tree, tmp_path):
+    """json: true puts the JSON report alone on standard output and the log on
+    standard error: the step's `summary` output comes from the report."""
+    ws = make_tree({"a.txt": "a", "b/c.txt": "c"})
+    env = render_env({"bucket": bucket, "endpoint": s3_server.endpoint, "path_style": "true", "json": "true"})
+    proc = run_step_script(env, ws, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    summary = step_outputs(tmp_path)["summary"]
+    assert summary.startswith("Done: 2 uploaded, 0 updated, 0 redirects, 0 deleted, 0 unchanged;"), summary
+    assert summary == report["summary"] == summary_line(proc.stderr)
+
+
 def test_step_script_fails_the_step_with_the_commands_exit_code(s3_server, bucket, make_tree, tmp_path):
     ws = make_tree({"a.txt": "a"})
     env = render_env({"bucket": bucket, "endpoint": s3_server.endpoint, "max_concurrency": "lots"})

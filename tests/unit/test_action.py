@@ -44,16 +44,23 @@ def input_snippet(option: Option) -> str:
             f"--- and in the sync step's env:\n        {option.env[0]}: ${{{{ inputs.{option.name} }}}}")
 
 
+def step(step_id: str) -> Dict[str, Any]:
+    (found,) = [s for s in steps() if s.get("id") == step_id]
+    return found
+
+
 def test_is_a_composite_action_that_installs_from_its_own_checkout() -> None:
     action = load_action()
     assert action["runs"]["using"] == "composite"
-    install = steps()[0]
+    install = step("install")
     # The checkout of the action itself (the ref in `uses: owner/drone-s3-sync@ref`),
     # not a registry release that may differ from it.
     assert install["env"]["ACTION_PATH"] == "${{ github.action_path }}"
     assert 'pip install' in install["run"] and '"$ACTION_PATH"' in install["run"]
     # Into a venv under the runner's temp folder, not the job's Python.
-    assert '"$RUNNER_TEMP/' in install["run"] and "-m venv" in install["run"]
+    assert '"$venv"' in install["run"] and "-m venv" in install["run"]
+    assert install["env"]["VENV"] == "${{ steps.key.outputs.venv }}"
+    assert 'venv=$RUNNER_TEMP/' in step("key")["run"]
     assert sync_step()["env"]["DRONE_S3_SYNC"] == "${{ steps.install.outputs.command }}"
     assert action["outputs"]["summary"]["value"] == "${{ steps.sync.outputs.summary }}"
 
@@ -110,3 +117,62 @@ def test_scripts_are_valid_bash() -> None:
             assert step["shell"] == "bash"
             proc = subprocess.run(["bash", "-n"], input=step["run"], capture_output=True, text=True)
             assert proc.returncode == 0, f"{step.get('name')}: {proc.stderr}"
+
+
+def run_script(script: str, env: Dict[str, str], tmp_path: Path) -> Dict[str, str]:
+    """A step's `run:` script as the runner runs it; returns what it wrote to GITHUB_OUTPUT."""
+    output = tmp_path / "github_output"
+    output.write_text("")
+    full = {"PATH": "/usr/bin:/bin", "RUNNER_OS": "Linux", "RUNNER_TEMP": str(tmp_path),
+            "GITHUB_OUTPUT": str(output), **env}
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                          env=full, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+def copy_action(dest: Path) -> Path:
+    for name in ("setup.cfg", "setup.py", "pyproject.toml"):
+        (dest / name).write_bytes((ROOT / name).read_bytes())
+    (dest / "drone_s3_sync").mkdir()
+    for source in (ROOT / "drone_s3_sync").glob("*.py"):
+        (dest / "drone_s3_sync" / source.name).write_bytes(source.read_bytes())
+    return dest
+
+
+def test_the_environment_is_cached_keyed_on_the_actions_own_files(tmp_path: Path) -> None:
+    """The key changes with any file of the package (a new version, or another
+    commit at the same ref), with brotli, and is stable otherwise; the cache is
+    restored before the install and saved only after one that installed."""
+    (tmp_path / "action").mkdir()
+    action = copy_action(tmp_path / "action")
+    script = step("key")["run"]
+
+    def key(compress: str = "") -> str:
+        return run_script(script, {"ACTION_PATH": str(action), "COMPRESS": compress}, tmp_path)["key"]
+
+    first = key()
+    assert first.startswith("drone-s3-sync-Linux-") and first == key()
+    assert key("br") == first + "-br" and key('{".html": "gzip"}') == first
+    with open(action / "drone_s3_sync" / "model.py", "a") as changed:
+        changed.write("\n# another commit\n")
+    assert key() != first
+
+    names = [s.get("id") for s in steps()]
+    assert names.index("key") < names.index("cache") < names.index("install")
+    assert step("cache")["uses"].startswith("actions/cache/restore@")
+    (save,) = [s for s in steps() if str(s.get("uses", "")).startswith("actions/cache/save@")]
+    assert names.index("install") < steps().index(save) < names.index("sync")
+    assert save["if"] == "steps.install.outputs.installed == 'true'"
+    for cached in (step("cache"), save):
+        assert cached["with"] == {"path": "${{ steps.key.outputs.venv }}", "key": "${{ steps.key.outputs.key }}"}
+
+
+def test_a_restored_environment_that_runs_is_used_without_installing(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("python", "drone-s3-sync"):
+        (venv / "bin" / name).write_text("#!/bin/sh\nexit 0\n")
+        (venv / "bin" / name).chmod(0o755)
+    outputs = run_script(step("install")["run"], {"VENV": str(venv), "ACTION_PATH": "/nonexistent"}, tmp_path)
+    assert outputs == {"command": f"{venv}/bin/drone-s3-sync"}  # no `installed`: nothing to save
