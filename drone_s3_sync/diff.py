@@ -254,8 +254,9 @@ def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[Remo
         return Action(Kind.UPLOAD, local.key, Reason.SIZE, local, desired, size, md5=md5)
     size = remote.size
     if not content_matches(remote, digest, detail, entry):
-        return Action(Kind.UPLOAD, local.key, Reason.CONTENT, local, desired, object_size(local, digest) or size,
-                      md5=md5)
+        reason, why = _content_reason(remote, digest, detail, entry)
+        return Action(Kind.UPLOAD, local.key, reason, local, desired, object_size(local, digest) or size,
+                      why, md5=md5)
     if detail is None:  # headers unknown: the pipeline always fetches them; stay safe anyway
         return Action(Kind.UPDATE, local.key, Reason.HEADERS, local, desired, size, detail="unknown")
     changed = header_differences(desired, detail.headers, remote.storage_class)
@@ -271,6 +272,26 @@ def _file_action(local: LocalFile, desired: ObjectHeaders, remote: Optional[Remo
                       md5=md5 or detail.md5, remote=replace(detail, storage_class=remote.storage_class))
     return Action(Kind.UPDATE, local.key, reason, local, desired, size, ", ".join(changed), md5=md5,
                   remote=detail, listed_etag=remote.etag)
+
+
+def _content_reason(remote: RemoteObject, digest: Optional[Digest], detail: Optional[RemoteDetails],
+                    entry: Optional[Entry]) -> Tuple[Reason, str]:
+    """Why an object of the file's size does not match it: its content, or a
+    multipart ETag that no part size we tried reproduces (another tool's parts)
+    with nothing else to compare (no state entry, no MD5 in its metadata)."""
+    _, parts = parse_etag(remote.etag)
+    settled = (detail is not None and detail.md5) or \
+        (entry is not None and entry.xxh and digest is not None and digest.xxh and entry.describes(remote))
+    if not parts or digest is None or settled:
+        return Reason.CONTENT, ""
+    tried = len(digest.multipart)
+    if tried > 1:
+        why = f"its ETag ({parts} parts) matches none of the {tried} part sizes tried"
+    elif tried == 1:
+        why = f"its ETag ({parts} parts) does not match the one part size tried"
+    else:
+        why = f"no part size gives its {parts} parts"
+    return Reason.PART_SIZE, why + "; the content may be the same"
 
 
 def _redirect_action(key: str, desired: ObjectHeaders, remote: Optional[RemoteObject],

@@ -100,6 +100,9 @@ class Kind(enum.Enum):
 class Reason(enum.Enum):
     NEW = "new"
     CONTENT = "content changed"
+    # A multipart ETag that no part size tried reproduces, with nothing else to
+    # compare: the bytes may be the same, uploaded by a tool with other parts.
+    PART_SIZE = "part size unknown"
     SIZE = "size changed"
     HEADERS = "headers changed"
     ACL = "acl changed"

@@ -79,7 +79,7 @@ def describe(action: Action, paint: Paint = _PLAIN) -> str:
         key = f"{key} -> {action.headers.redirect}"
     reason = action.reason.value
     if action.detail and action.reason in (Reason.HEADERS, Reason.ACL, Reason.REDIRECT_CHANGED, Reason.ORPHAN,
-                                           Reason.GRACE):
+                                           Reason.GRACE, Reason.PART_SIZE):
         reason += f": {action.detail}"
     if action.kind is Kind.UPLOAD:
         if action.local is not None and action.local.encoding:  # "new, 12.0 KiB -> 3.1 KiB gzip"

@@ -219,8 +219,26 @@ def test_foreign_multipart_not_matching_is_uploaded() -> None:
     digest = Digest(md5=None, multipart={8 * MiB: f"{md5_of('ours')}-3"})
     detail = RemoteDetails(headers=desired(s, f))
     a = plan_one(s, f, remote(f.key, f.size, etag), digest, detail)
-    assert (a.kind, a.reason) == (Kind.UPLOAD, Reason.CONTENT)
+    # Uploaded again, and said to be for want of the part size, not a content change.
+    assert (a.kind, a.reason) == (Kind.UPLOAD, Reason.PART_SIZE)
+    assert a.detail == "its ETag (3 parts) does not match the one part size tried; the content may be the same"
     assert diff.content_matches(remote(f.key, f.size, etag), digest, detail) is False
+    several = Digest(md5=None, multipart={8 * MiB: f"{md5_of('a')}-3", 7 * MiB: f"{md5_of('b')}-3"})
+    assert plan_one(s, f, remote(f.key, f.size, etag), several, detail).detail.startswith(
+        "its ETag (3 parts) matches none of the 2 part sizes tried;")
+
+
+def test_a_content_change_proven_otherwise_is_not_blamed_on_the_part_size() -> None:
+    s = make()
+    f = local("big.bin", 18 * MiB + 1)
+    r = remote(f.key, f.size, f"{md5_of('foreign')}-3")
+    # An MD5 in the object's metadata that differs: the content changed.
+    recorded = RemoteDetails(headers=desired(s, f), md5=md5_of("before"))
+    digest = Digest(md5=md5_of("after"), multipart={8 * MiB: f"{md5_of('ours')}-3"})
+    assert plan_one(s, f, r, digest, recorded).reason is Reason.CONTENT
+    # A plain (single-part) ETag that is not the file's MD5: the content changed.
+    plain = remote(f.key, f.size, md5_of("before"))
+    assert plan_one(s, f, plain, digest, RemoteDetails(headers=desired(s, f))).reason is Reason.CONTENT
 
 
 def test_foreign_multipart_settled_by_recorded_md5() -> None:

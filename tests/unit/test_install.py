@@ -41,4 +41,4 @@ def test_setup_cfg_stays_the_metadata_source() -> None:
 
 def test_the_dockerfile_builds_with_the_pyproject() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert re.search(r"^COPY pyproject.toml setup.cfg setup.py README.md \./$", dockerfile, re.MULTILINE)
+    assert re.search(r"^COPY pyproject.toml setup.cfg setup.py README.md LICENSE \./$", dockerfile, re.MULTILINE)

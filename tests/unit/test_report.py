@@ -285,7 +285,8 @@ def test_reason_codes_are_stable() -> None:
     assert {reason: jsonreport.reason_code(reason) for reason in Reason} == {
         Reason.NEW: "new", Reason.CONTENT: "content_changed", Reason.SIZE: "size_changed",
         Reason.HEADERS: "headers_changed", Reason.ACL: "acl_changed", Reason.REDIRECT_CHANGED: "redirect_changed",
-        Reason.ORPHAN: "not_in_source", Reason.UNCHANGED: "unchanged", Reason.GRACE: "kept_for_delete_grace"}
+        Reason.ORPHAN: "not_in_source", Reason.UNCHANGED: "unchanged", Reason.GRACE: "kept_for_delete_grace",
+        Reason.PART_SIZE: "part_size_unknown"}
 
 
 def test_endpoint_never_carries_credentials() -> None:
