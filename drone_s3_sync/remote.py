@@ -1,4 +1,7 @@
-"""The only module that talks to S3 and CloudFront (boto3 + s3transfer)."""
+"""The only module that talks to S3 and CloudFront (botocore + s3transfer).
+
+s3transfer is imported when the first upload starts: a run with nothing to
+upload does without it."""
 
 from __future__ import annotations
 
@@ -10,11 +13,9 @@ from email.utils import parsedate_to_datetime
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_plus
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from s3transfer.manager import TransferConfig, TransferManager
-from s3transfer.subscribers import BaseSubscriber
 
 from .config import Settings
 from .ruleparsers import http_date
@@ -54,7 +55,7 @@ def retry_options(settings: Settings) -> dict:
     )
 
 
-def s3_client(session: boto3.session.Session, settings: Settings):
+def s3_client(session: botocore.session.Session, settings: Settings):
     options = retry_options(settings)
     options["max_pool_connections"] = settings.max_concurrency + 4
     if settings.path_style:
@@ -68,10 +69,7 @@ def s3_client(session: boto3.session.Session, settings: Settings):
     kwargs = {"config": Config(**options)}
     if settings.endpoint:
         kwargs["endpoint_url"] = settings.endpoint
-    return session.client("s3", **kwargs)
-
-
-
+    return session.create_client("s3", **kwargs)
 
 
 def _expires(head: dict) -> Optional[str]:
@@ -84,19 +82,16 @@ def _expires(head: dict) -> Optional[str]:
     return http_date(raw) or str(raw)
 
 
-
-
-
 def _failed(exc: BaseException) -> StoreError:
     """A botocore error as the project's one error type for a failed request."""
     return StoreError(error_text(exc), error_code(exc))
 
 
 class S3Store:
-    """The `store.RemoteStore` of a run, on boto3 and s3transfer. Thread-safe:
-    boto3 clients are."""
+    """The `store.RemoteStore` of a run, on botocore and s3transfer. Thread-safe:
+    botocore clients are."""
 
-    def __init__(self, settings: Settings, session: Optional[boto3.session.Session] = None):
+    def __init__(self, settings: Settings, session: Optional[botocore.session.Session] = None):
         self.settings = settings
         self.bucket = settings.bucket
         try:
@@ -104,7 +99,7 @@ class S3Store:
             self.client = s3_client(self.session, settings)
         except BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile, a broken ~/.aws/config
             raise ConfigError("AWS configuration", error_text(exc)) from None
-        self._manager: Optional[TransferManager] = None
+        self._manager = None  # s3transfer's TransferManager, made for the first upload
         # The ETag S3 returns for each object this run writes, for the state object.
         self._upload_etags: Dict[str, str] = {}
         self._etag_lock = threading.Lock()
@@ -270,8 +265,10 @@ class S3Store:
         return (response.get("ETag") or "").strip('"').lower()
 
 
-    def manager(self) -> TransferManager:
+    def manager(self):
         if self._manager is None:
+            from s3transfer.manager import TransferConfig, TransferManager
+
             config = TransferConfig(
                 multipart_threshold=self.settings.multipart_threshold,
                 multipart_chunksize=self.settings.part_size,
@@ -291,7 +288,7 @@ class S3Store:
         change its headers. `on_done(etag, error)` is called when it ends."""
         args = header_args(headers, md5)
         args.update(kept_args(headers, keep))
-        subscribers: List[BaseSubscriber] = [_Ended(self, key, on_done)]
+        subscribers: List[object] = [_Ended(self, key, on_done)]
         if on_progress is not None:
             subscribers.append(_Progress(on_progress))
         self.manager().upload(body, self.bucket, key, extra_args=args, subscribers=subscribers)
@@ -304,8 +301,8 @@ class S3Store:
         """A CloudFront client retrying like the S3 one; `quick`: short timeouts and
         two attempts, for a run that is stopping."""
         if not quick:
-            return self.session.client("cloudfront", config=Config(**retry_options(self.settings)))
-        return self.session.client("cloudfront", config=Config(
+            return self.session.create_client("cloudfront", config=Config(**retry_options(self.settings)))
+        return self.session.create_client("cloudfront", config=Config(
             connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}))
 
     def put_redirect(self, key: str, headers: ObjectHeaders) -> str:
@@ -414,8 +411,9 @@ def _upload_error(exc: BaseException) -> BaseException:
     return _failed(exc)
 
 
-class _Ended(BaseSubscriber):
-    """Calls an upload's `on_done` once, with the ETag S3 returned or the error."""
+class _Ended:
+    """Calls an upload's `on_done` once, with the ETag S3 returned or the error
+    (an s3transfer subscriber: s3transfer calls the `on_*` methods it finds)."""
 
     def __init__(self, store: S3Store, key: str, on_done: UploadDone):
         self.store, self.key, self.callback = store, key, on_done
@@ -429,7 +427,7 @@ class _Ended(BaseSubscriber):
             self.callback(self.store._etag_of(self.key), None)
 
 
-class _Progress(BaseSubscriber):
+class _Progress:
     """Hands on the bytes s3transfer sent."""
 
     def __init__(self, advance: Callable[[int], None]):

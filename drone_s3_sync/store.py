@@ -1,6 +1,6 @@
 """The boundary to S3: what the stages may ask of a bucket.
 
-`remote.S3Store` implements it with boto3 and s3transfer; the tests' in-memory
+`remote.S3Store` implements it with botocore and s3transfer; the tests' in-memory
 store implements it too. Every method returns project types and raises
 `StoreError` for a failed request (`RemoteError` from `list`, which the whole
 run depends on); nothing of the SDK crosses this boundary.

@@ -195,6 +195,29 @@ def test_second_run_and_fresh_checkout_need_one_list_and_one_get(s3_server, s3, 
 # --------------------------------------------------------------------------- written only on change
 
 
+def imported_packages(stderr: str) -> set:
+    """Top-level packages in a `-X importtime` log (PYTHONPROFILEIMPORTTIME)."""
+    return {line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_a_run_with_nothing_to_do_imports_only_what_it_uses(s3_server, s3, bucket, make_tree, run_sync):
+    """Start-up is a cost of every run: one with nothing to upload reads the
+    listing and the state with botocore alone; boto3 and s3transfer are not
+    imported (s3transfer is, once there is something to upload)."""
+    src, env = small_site(make_tree, s3_server, run_sync, bucket)
+    proc = ok(run_sync({**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=src))
+    assert summary_counts(proc.stdout)["uploaded"] == 0
+    imported = imported_packages(proc.stderr)
+    assert "botocore" in imported and "drone_s3_sync" in imported  # the log is read right
+    assert not imported & {"boto3", "s3transfer", "tqdm", "yaml"}, imported
+
+    (src / "a.txt").write_text("AAAA")
+    proc = ok(run_sync({**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=src))
+    assert summary_counts(proc.stdout)["uploaded"] == 1
+    assert "s3transfer" in imported_packages(proc.stderr)
+
+
 def test_state_is_written_only_when_something_changed(s3_server, s3, bucket, make_tree, run_sync):
     src, env = small_site(make_tree, s3_server, run_sync, bucket)
     with s3_server.paused():

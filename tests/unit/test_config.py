@@ -664,7 +664,7 @@ def test_cli_help(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_cli_version(capsys: pytest.CaptureFixture) -> None:
-    import boto3
+    import botocore
     import s3transfer
 
     from drone_s3_sync import __version__
@@ -672,7 +672,7 @@ def test_cli_version(capsys: pytest.CaptureFixture) -> None:
     assert cli.run(["--version"], {}) == 0
     out = capsys.readouterr().out
     assert __version__ in out
-    assert f"boto3 {boto3.__version__}" in out
+    assert f"botocore {botocore.__version__}" in out
     assert f"s3transfer {s3transfer.__version__}" in out
 
 

@@ -289,11 +289,11 @@ def test_installed_wheel_runs_its_entry_point(wheel: Path, tmp_path: Path) -> No
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env,
                              cwd=str(tmp_path), timeout=60)
     assert version.returncode == 0, version.stderr
-    import boto3
+    import botocore
     import s3transfer
 
     assert version.stdout.strip() == (f"drone-s3-sync {drone_s3_sync.__version__} "
-                                      f"(boto3 {boto3.__version__}, s3transfer {s3transfer.__version__})")
+                                      f"(botocore {botocore.__version__}, s3transfer {s3transfer.__version__})")
 
 
 def test_default_working_directory_is_an_empty_folder_not_the_root() -> None:
