@@ -18,7 +18,7 @@ from functools import partial
 from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Set, Tuple
 
 from . import diff
-from .digest import PART_SIZE, SPOOL_SIZE, Digest, compressed_digest, file_digest
+from .digest import PART_SIZE, SPOOL_SIZE, Digest, compressed_digest, file_digest, fingerprint
 from .errors import StoreError
 from .executors import Executors, bounded, hash_workers
 from .model import LocalFile, Plan, RemoteDetails, RemoteObject
@@ -90,26 +90,42 @@ def _compress_job(local: LocalFile, part_sizes: Sequence[int], cache: Optional[C
     return digest
 
 
+def source_hashes(files: Sequence[LocalFile], pool) -> Dict[str, str]:
+    """The xxh3-128 of each file's bytes (of its source, for a compressed file).
+    The state records one for every file, and for a file it vouches for that
+    is all the comparison needs; so they are read at once, while the bucket is
+    listed, not after the uploads. A file that cannot be read is left out: the
+    pass that needs it reads it again and says why."""
+    jobs = ((f.key, partial(file_digest, f.path, md5=False)) for f in files)
+    return {key: digest.xxh for key, digest, error in bounded(pool, jobs, (OSError,)) if error is None}
+
+
 def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool,
                *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
-               everything: bool = False, part_size: int = PART_SIZE,
+               everything: bool = False, part_size: int = PART_SIZE, known: Mapping[str, str] = {},
                cache: Optional[CompressedCache] = None) -> Tuple[Dict[str, Digest], Dict[str, str]]:
     """Hash only the files whose remote copy has the same size: nothing else can
     match. `everything` hashes all given files (xxh3 only unless asked).
+    `known`: xxh3 already read (`source_hashes`), enough for files that need
+    no MD5 or part ETags; they are not read again, and are in the result.
     A compressed file is compressed when its MD5 is needed (see
     diff.hash_needs); its bytes are offered to `cache` for the upload.
     Returns the digests and, for each file that could not be read, why."""
     paths = {}
+    digests: Dict[str, Digest] = {}
 
     def jobs():
         for local in locals_:
             need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key), part_size)
+            md5 = local.key in force_md5
+            if (need is None or need == (False, [])) and not md5 and local.key in known:
+                digests[local.key] = Digest(xxh=fingerprint(known[local.key], local.encoding))
+                continue
             if need is None:
                 if not everything:
                     continue
                 need = (False, [])
-            md5, part_sizes = need
-            md5 = md5 or local.key in force_md5
+            md5, part_sizes = need[0] or md5, need[1]
             paths[local.key] = local.path
             if local.encoding is not None and (md5 or part_sizes):
                 yield local.key, partial(_compress_job, local, part_sizes, cache)
@@ -117,7 +133,6 @@ def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject]
                 yield local.key, partial(file_digest, local.path, md5=md5, part_sizes=part_sizes,
                                          encoding=local.encoding)
 
-    digests: Dict[str, Digest] = {}
     errors: Dict[str, str] = {}
     for key, digest, error in bounded(pool, jobs(), (OSError,)):
         if error is not None:
@@ -142,12 +157,14 @@ def fetch_details(store: RemoteStore, keys: Set[str], pool) -> Tuple[Dict[str, R
 
 def gather(files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry], *,
            settings, rules: HeaderRules, store: RemoteStore, executors: Executors,
-           cache: Optional[CompressedCache] = None) -> Evidence:
+           cache: Optional[CompressedCache] = None, known: Mapping[str, str] = {}) -> Evidence:
     """Digests of the files that could be unchanged, and the headers of their
-    objects: from the state where it vouches for them, else from S3."""
+    objects: from the state where it vouches for them, else from S3. `known`:
+    the files' xxh3 read before (`source_hashes`)."""
     part_size = settings.part_size
     with executors.pool(hash_workers(), "hash") as hasher:
-        digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=part_size, cache=cache)
+        digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=part_size, cache=cache,
+                                          known=known)
         if settings.compress:
             _compress_changed(files, digests, read_errors, remotes, state, hasher, part_size, cache)
         kms = diff.md5_needs(files, remotes, rules)
@@ -193,9 +210,9 @@ def _compress_changed(files: Sequence[LocalFile], digests: Dict[str, Digest], re
 
 
 def state_digests(files: Sequence[LocalFile], evidence: Evidence, executors: Executors) -> Dict[str, Digest]:
-    """The digests the state records for `files` (uploaded without having been
-    hashed before: new files, files of another size), added to the evidence's.
-    Read after their upload, when they are in the page cache."""
+    """The digests the state records for `files`: the evidence's, and for
+    those it lacks (new files, files of another size, when no `source_hashes`
+    were read) read after their upload, when they are in the page cache."""
     digests = dict(evidence.digests)
     missing = [f for f in files if f.key not in digests]
     if missing:

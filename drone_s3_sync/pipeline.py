@@ -26,8 +26,8 @@ from .cdn import invalidate, paths_for
 from .config import Settings
 from .sources import secrets_of
 from .errors import ConfigError, GuardError, Interrupted, LockError, SyncError
-from .evidence import CompressedCache, Planned, gather, state_digests
-from .executors import Executors
+from .evidence import CompressedCache, Planned, gather, source_hashes, state_digests
+from .executors import Executors, hash_workers
 from .model import Action, Kind, Outcome, Plan, Stage, Summary
 from .redact import Redactor, one_line
 from .report import Reporter
@@ -177,7 +177,7 @@ class Run:
         cache = CompressedCache() if settings.compress and not settings.dry_run else None
         with self.timed("hash"):
             evidence = gather(scanned.files, remotes, state, settings=settings, rules=self.rules,
-                              store=self.store, executors=self.executors, cache=cache)
+                              store=self.store, executors=self.executors, cache=cache, known=scanned.hashes)
         with self.timed("plan"):
             plan = diff.make_plan(scanned.files, remotes, evidence.digests, evidence.details, settings,
                                   self.rules, state, kept_keys=scanned.kept_keys, kept_prefixes=scanned.kept_prefixes)
@@ -237,6 +237,9 @@ class Run:
                     scanned = scan(settings.source_path(), settings.target,
                                    allow_external_symlinks=settings.allow_external_symlinks, selection=self.selection)
                 self.refuse_clashes(diff.clashes(scanned.files, settings))
+                if settings.state and not settings.dry_run:
+                    with self.timed("hash"), self.executors.pool(hash_workers(), "hash") as hasher:
+                        scanned.hashes = source_hashes(scanned.files, hasher)
             except BaseException:
                 listing.cancel()
                 raise

@@ -24,7 +24,7 @@ import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from .errors import ConfigError
 from .model import LocalFile
@@ -45,6 +45,9 @@ class ScanResult:
     # their objects must never be deleted as "not in source".
     kept_keys: Set[str] = field(default_factory=set)
     kept_prefixes: List[str] = field(default_factory=list)
+    # The xxh3-128 of each file's bytes (of the source, for a compressed one),
+    # when the run records them in the state: read while the bucket is listed.
+    hashes: Dict[str, str] = field(default_factory=dict)
 
 
 def printable(name: str) -> str:

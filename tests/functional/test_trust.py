@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
+import xxhash
+
 from drone_s3_sync.model import Kind
 from drone_s3_sync.state import decode, read, state_key
 from support.memory_store import MemoryStore
-from test_pipeline import LOCKED, SITE, Run, tree
+from test_pipeline import LOCKED, SITE, Run, state_of, tree
 
 NOTHING_TO_DO = Counter({"ListObjectsV2": 1, "GetObject": 1})
 
@@ -36,6 +38,26 @@ def test_headers_edited_in_place_by_another_tool_are_restored_by_the_next_run(tm
     store.now += 30
     run()
     assert run.sent == NOTHING_TO_DO
+
+
+def test_a_file_edited_after_its_upload_is_uploaded_by_the_next_run(tmp_path):
+    """The state records the digest of the bytes read before the upload, never
+    of the file as it is after it: a file edited while the run was writing
+    must not be vouched for as the object's content."""
+    store = MemoryStore()
+    src = tree(tmp_path, {"a.txt": b"first"})
+    run = Run(store, src)
+    # The read-back of the object just written (readback.py) comes after the
+    # uploads and before the state is saved: the file changes at that moment.
+    store.on("HeadObject", "a.txt", lambda: (src / "a.txt").write_bytes(b"second"))
+    run()
+    assert run.sent["HeadObject"] == 1 + LOCKED["HeadObject"]  # the hook ran
+    assert store.objects["a.txt"].body == b"first"
+    assert state_of(store)["a.txt"].xxh == xxhash.xxh3_128(b"first").hexdigest()
+    store.now += 30
+    summary = run()
+    assert changes(summary) == {"a.txt": (Kind.UPLOAD, "")}
+    assert store.objects["a.txt"].body == b"second"
 
 
 def test_an_edit_in_the_second_the_state_was_written_is_not_seen(tmp_path):

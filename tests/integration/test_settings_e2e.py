@@ -910,7 +910,7 @@ def test_help(run_sync, make_tree):
 def test_version(run_sync, make_tree):
     proc = run_sync({}, cwd=make_tree({}), args=["--version"])
     assert proc.returncode == 0
-    assert "boto3" in proc.stdout + proc.stderr
+    assert "botocore" in proc.stdout + proc.stderr
     assert re.search(r"\d+\.\d+", proc.stdout + proc.stderr)
 
 
