@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List, Tuple
+
 
 def error_text(exc: BaseException) -> str:
     """A one-line reason from an S3 or CloudFront client error, without request
@@ -34,15 +36,19 @@ CREDENTIALS_HINT = ("; no AWS credentials were found: set access_key and secret_
 
 
 class SyncError(Exception):
-    """Base class for errors this tool reports without a traceback."""
+    """Base class for errors this tool reports without a traceback. Each
+    class's `exit_code` and `meaning` are the one definition of its exit
+    status (the help text and the README's table come from `exit_statuses`)."""
 
     exit_code = 1
+    meaning = "some operation failed"
 
 
 class ConfigError(SyncError):
     """A setting is missing or invalid. Raised before any request is sent."""
 
     exit_code = 2
+    meaning = "invalid settings: no request was sent"
 
     def __init__(self, setting: str, message: str):
         self.setting = setting
@@ -54,6 +60,7 @@ class GuardError(SyncError):
     Raised after planning and before the first write: nothing was written."""
 
     exit_code = 3
+    meaning = "refused by a safety guard (allow_empty_source, allow_nested_delete, max_delete): nothing written"
 
 
 class RemoteError(SyncError):
@@ -80,6 +87,7 @@ class LockError(SyncError):
     lock_timeout), or was lost while writing."""
 
     exit_code = 4
+    meaning = "the deploy lock is held by another run past lock_timeout: nothing written"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -94,6 +102,8 @@ class Interrupted(KeyboardInterrupt):
         self.signum = int(signum)
         self.note = note
 
+    meaning = "interrupted by SIGINT / SIGTERM: nothing deleted"
+
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
@@ -106,3 +116,9 @@ class Interrupted(KeyboardInterrupt):
             return signal.Signals(self.signum).name
         except ValueError:
             return f"signal {self.signum}"
+
+
+def exit_statuses() -> List[Tuple[str, str]]:
+    """(exit status, what it means), as `--help` and the README list them."""
+    return [("0", "success")] + [(str(cls.exit_code), cls.meaning) for cls in (SyncError, ConfigError, GuardError, LockError)] \
+        + [("130 / 143", Interrupted.meaning)]

@@ -13,7 +13,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
-from .errors import ConfigError
+from .errors import ConfigError, exit_statuses
 from .config import AMBIENT_VARIABLES, OPTIONS, OPTION_NAMES, Settings, build_settings, unknown_setting_message
 from .parsers import _FALSE, _TRUE
 
@@ -176,7 +176,8 @@ def build_parser(prog: str = "drone-s3-sync") -> argparse.ArgumentParser:
         usage=f"{prog} [SOURCE s3://BUCKET[/PREFIX]] [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=HELP_DESCRIPTION,
-        epilog=HELP_EPILOG,
+        epilog=HELP_EPILOG.replace("{exit_statuses}", "exit status:\n" + "\n".join(
+            f"  {code:<9} {meaning}" for code, meaning in exit_statuses())),
     )
     for option in OPTIONS:
         flag = "--" + option.name.replace("_", "-")
@@ -399,10 +400,6 @@ examples:
   PLUGIN_BUCKET=my-site PLUGIN_SOURCE=public drone-s3-sync
   drone-s3-sync --config deploy.yml --dry-run
 
-exit status: 0 success, 1 some operation failed, 2 invalid settings,
-  3 refused by a safety guard (allow_empty_source, allow_nested_delete, max_delete):
-    nothing written,
-  4 the deploy lock is held by another run past lock_timeout: nothing written,
-  130 / 143 interrupted by SIGINT / SIGTERM: nothing deleted.
+{exit_statuses}
 Set DEBUG=1 for detailed logs (secrets are never printed).
 """

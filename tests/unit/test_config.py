@@ -747,7 +747,7 @@ def test_help_shows_the_guard_settings(capsys: pytest.CaptureFixture) -> None:
     assert cli.run(["--help"], {}) == 0
     out = capsys.readouterr().out
     for word in ("--allow-empty-source", "PLUGIN_ALLOW_EMPTY_SOURCE", "--max-delete", "PLUGIN_MAX_DELETE", "N%",
-                 "3 refused by a safety guard"):
+                 "3         refused by a safety guard"):
         assert word in out
 
 
@@ -939,3 +939,15 @@ def test_the_default_the_help_states_is_the_default_a_run_has() -> None:
         assert stated == default, option.name
         checked.append(option.name)
     assert {"region", "max_concurrency", "lock_timeout", "part_size", "state", "cloudfront_wait_timeout"} <= set(checked)
+
+
+def test_help_lists_the_exit_statuses_the_error_classes_define(capsys: pytest.CaptureFixture) -> None:
+    from drone_s3_sync.errors import ConfigError, GuardError, LockError, SyncError, exit_statuses
+
+    assert cli.run(["--help"], {}) == 0
+    out = capsys.readouterr().out
+    statuses = exit_statuses()
+    assert [code for code, _ in statuses] == ["0", "1", "2", "3", "4", "130 / 143"]
+    assert [int(code) for code, _ in statuses[1:5]] == [c.exit_code for c in (SyncError, ConfigError, GuardError, LockError)]
+    for code, meaning in statuses:
+        assert f"  {code:<9} {meaning}\n" in out
