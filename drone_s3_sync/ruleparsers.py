@@ -224,14 +224,7 @@ def parse_globs(name: str, raw: Any) -> Tuple[str, ...]:
 
 
 def _check_acl(name: str) -> Callable[[str, str], str]:
-    def check(value: str, where: str) -> str:
-        if value not in CANNED_ACLS:
-            hint = difflib.get_close_matches(value, CANNED_ACLS, n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(name, f"{where}{value!r} is not a canned ACL{suggestion}; use one of {', '.join(CANNED_ACLS)}")
-        return value
-
-    return check
+    return _one_of(name, CANNED_ACLS, "a canned ACL", lambda value: value)
 
 
 COMPRESS_VALUES = ("gzip", "br", "none")
@@ -345,13 +338,14 @@ def parse_redirects(name: str, raw: Any) -> Tuple[Tuple[str, str], ...]:
     return tuple(result.items())
 
 
+DISTRIBUTIONS_FORMS = "use ids like E2QWRUHAPOMQZL, several separated by commas (or a JSON or YAML list)"
+
+
 def parse_distributions(name: str, raw: Any) -> Tuple[str, ...]:
-    items = raw if isinstance(raw, list) else _text(name, raw).split(",")
-    ids = tuple(str(i).strip() for i in items if str(i).strip())
+    ids = tuple(_text_items(name, raw, DISTRIBUTIONS_FORMS, many="distribution ids", one="a distribution id"))
     for dist in ids:
         if not re.match(r"^[A-Za-z0-9]+$", dist):
-            raise ConfigError(name, f"{dist!r} is not a distribution id; use ids like E2QWRUHAPOMQZL, "
-                                    "several separated by commas")
+            raise ConfigError(name, f"{dist!r} is not a distribution id; {DISTRIBUTIONS_FORMS}")
     return ids
 
 

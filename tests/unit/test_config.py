@@ -225,6 +225,15 @@ def test_redirects() -> None:
 
 def test_cloudfront_distribution_list() -> None:
     assert env_settings({"PLUGIN_CLOUDFRONT_DISTRIBUTION": "ABC123, DEF456"}).cloudfront_distribution == ("ABC123", "DEF456")
+    # The list forms every list setting takes: a JSON list, a YAML list in the file.
+    assert env_settings({"PLUGIN_CLOUDFRONT_DISTRIBUTION": '["ABC123", "DEF456"]'}).cloudfront_distribution == (
+        "ABC123", "DEF456")
+    assert build_settings({"bucket": "my-site", "cloudfront_distribution": ["ABC123", " "]}).cloudfront_distribution == (
+        "ABC123",)
+    with pytest.raises(ConfigError, match=r"'E1/2' is not a distribution id; use ids like E2QWRUHAPOMQZL"):
+        env_settings({"PLUGIN_CLOUDFRONT_DISTRIBUTION": "ABC123,E1/2"})
+    with pytest.raises(ConfigError, match=r"expected distribution ids, got a map"):
+        build_settings({"bucket": "my-site", "cloudfront_distribution": {"a": "b"}})
 
 
 # ---------------------------------------------------------------- normalisation
