@@ -1,11 +1,6 @@
-"""Decide what to do with every key: a pure function of local files, the bucket
-listing, the digests and object details gathered so far, and the settings.
-
-The pipeline calls it in two steps because what must be fetched depends on the
-listing: `hash_needs` says which files to hash (only those whose remote copy has
-the same size), `detail_needs` which objects need a HeadObject (those whose
-content matches, to compare headers and ACL, and those whose ETag cannot be
-an MD5), and `make_plan` turns it all into a Plan.
+"""Decide what to do with every key: `make_plan`, a pure function of the local
+files, the bucket listing, the state, the evidence gathered (digests and
+object details: what `needs.next_need` asked for), and the settings.
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Sequenc
 
 from .config import Settings
 from .keys import OWN_NAMES
-from .digest import PART_SIZE, Digest, candidate_part_sizes, parse_etag
+from .digest import Digest, parse_etag
 from .model import Action, Kind, LocalFile, ObjectHeaders, Plan, Reason, RemoteDetails, RemoteObject
 from .rules import HeaderRules, Selection
 from .s3vocab import ARCHIVED, COPY_LIMIT, KMS_ENCRYPTIONS
@@ -72,34 +67,6 @@ def object_size(local: LocalFile, digest: Optional[Digest]) -> Optional[int]:
     return digest.size if digest is not None else None
 
 
-def hash_needs(local: LocalFile, remote: Optional[RemoteObject], entry: Optional[Entry] = None,
-               part_size: int = PART_SIZE) -> Optional[Tuple[bool, List[int]]]:
-    """(need the MD5?, multipart part sizes to try) or None when no hash can help.
-    The fast xxh3 digest is always computed; with a valid state entry it is all
-    that is needed.
-
-    For a compressed file "the MD5" means compressing it: its size, MD5 and
-    multipart ETags are those of the compressed bytes. It is compressed unless
-    the state settles it, new files included: the plan shows their compressed
-    size, and the bytes are kept for the upload."""
-    if local.encoding is not None:
-        if entry is not None and entry.xxh and entry.describes(remote):
-            return False, []  # the source's fingerprint decides; compressed only if it changed
-        if remote is None:
-            return True, []
-        _, parts = parse_etag(remote.etag)
-        # Part sizes that fit the object's size: if the compressed size differs, it changed anyway.
-        return True, candidate_part_sizes(remote.size, parts, part_size) if parts else []
-    if remote is None or remote.size != local.size:
-        return None
-    if entry is not None and entry.xxh and entry.describes(remote):
-        return False, []
-    _, parts = parse_etag(remote.etag)
-    if parts:
-        return False, candidate_part_sizes(local.size, parts, part_size)
-    return True, []
-
-
 def content_matches(remote: RemoteObject, digest: Optional[Digest], details: Optional[RemoteDetails],
                     entry: Optional[Entry] = None) -> Optional[bool]:
     """True/False when known; None when only the object's details can tell."""
@@ -135,20 +102,6 @@ def needs_md5_metadata(details: Optional[RemoteDetails], desired: Optional[Objec
     return details.sse in ("aws:kms", "aws:kms:dsse", "SSE-C")
 
 
-def md5_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], rules: HeaderRules) -> Set[str]:
-    """Files `hash_needs` leaves unhashed (new, or of another size) that the settings
-    encrypt with KMS: their upload records the MD5, which their ETag will not be."""
-    if not rules.encryption:
-        return set()
-    keys = set()
-    for local in locals_:
-        remote = remotes.get(local.key)
-        if (remote is None or remote.size != local.size) and \
-                rules.headers_for(local.rel, local.path).encryption in KMS_ENCRYPTIONS:
-            keys.add(local.key)
-    return keys
-
-
 def selected_remotes(remotes: Mapping[str, RemoteObject], settings: Settings,
                      selection: Selection) -> Dict[str, RemoteObject]:
     """The listed objects this run manages: those whose key relative to the target
@@ -177,28 +130,6 @@ def known_details(remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry
                 details = shared[id(entry.headers)] = RemoteDetails(headers=entry.headers)
             known[key] = details
     return known
-
-
-def detail_needs(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], settings: Settings,
-                 known: Mapping[str, RemoteDetails], digests: Mapping[str, Digest] = {}) -> Set[str]:
-    """Keys whose HeadObject/GetObjectAcl the plan depends on and that are not yet known."""
-    # Every same-size object: its headers and ACL decide between skip and update
-    # when the content matches, and its encryption and recorded MD5 decide when
-    # the ETag alone cannot (SSE-KMS, multipart of an unknown part size).
-    keys = {local.key for local in locals_
-            if local.key not in known and (remote := remotes.get(local.key)) is not None
-            and remote.size == object_size(local, digests.get(local.key))}
-    for key, _, _ in redirect_keys(settings):
-        remote = remotes.get(key)
-        if remote is not None and remote.size == 0 and key not in known:
-            keys.add(key)
-    if settings.delete:
-        # A zero-byte orphan may be a redirect written by an earlier run or by hand:
-        # redirects are never deleted, and only the object's headers tell.
-        local_keys = {local.key for local in locals_}
-        keys.update(key for key, remote in remotes.items()
-                    if remote.size == 0 and key not in local_keys and key not in known and not key.endswith("/"))
-    return keys
 
 
 def make_plan(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject],

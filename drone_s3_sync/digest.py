@@ -12,12 +12,13 @@ hashlib releases the GIL on large buffers, so a thread pool hashes on all cores.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import xxhash
 
@@ -87,16 +88,24 @@ def candidate_part_sizes(size: int, parts: int, part_size: int = PART_SIZE) -> L
     return found[:limit]
 
 
-_local = threading.local()
+_free_buffers: List[bytearray] = []
+_buffers_lock = threading.Lock()
 
 
-def _read_buffer() -> bytearray:
-    """One read buffer per hashing thread: allocating (and zeroing) 4 MiB per file
-    would cost more than hashing a typical web page."""
-    buffer = getattr(_local, "buffer", None)
+@contextlib.contextmanager
+def _read_buffer() -> Iterator[bytearray]:
+    """A read buffer, lent for one file: allocating (and zeroing) 4 MiB per
+    file would cost more than hashing a typical web page. There are as many
+    as files are ever read at once (the hashing slots, the compressing uploads)."""
+    with _buffers_lock:
+        buffer = _free_buffers.pop() if _free_buffers else None
     if buffer is None:
-        buffer = _local.buffer = bytearray(READ_SIZE)
-    return buffer
+        buffer = bytearray(READ_SIZE)
+    try:
+        yield buffer
+    finally:
+        with _buffers_lock:
+            _free_buffers.append(buffer)
 
 
 @dataclass(**SLOTS)
@@ -171,9 +180,8 @@ def file_digest(path: str, *, md5: bool = True, part_sizes: Sequence[int] = (),
     fingerprint is computed: see `compressed_digest` for the rest."""
     fast = xxhash.xxh3_128()
     etags = _Etags(md5 and not encoding, () if encoding else part_sizes)
-    buffer = _read_buffer()
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    with _read_buffer() as buffer, open(path, "rb", buffering=0) as handle:
+        view = memoryview(buffer)
         while True:
             count = handle.readinto(buffer)
             if not count:
@@ -203,9 +211,8 @@ def _compress(path: str, encoding: str, sink: Callable[[bytes], None]) -> str:
     returns the fingerprint of the source."""
     engine = compressor(encoding)
     fast = xxhash.xxh3_128()
-    buffer = _read_buffer()
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    with _read_buffer() as buffer, open(path, "rb", buffering=0) as handle:
+        view = memoryview(buffer)
         while True:
             count = _read_full(handle, buffer, view)
             if not count:

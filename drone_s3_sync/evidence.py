@@ -1,12 +1,13 @@
 """The evidence stage: what must be known about each key before the plan can
-decide, gathered in bounded passes over the files and the bucket.
+decide, gathered in one bounded pass over the files and the bucket.
 
-What to hash and which objects to HEAD is decided by the pure functions in
-diff (`hash_needs`, `md5_needs`, `detail_needs`); this module only meets those
-needs, on the executors it is given, and returns one frozen `Evidence`.
-Rounds follow each other only where a need depends on an earlier answer: an
-MD5 recorded in an object's metadata (known after its HEAD) can settle what
-its ETag could not, and needs the whole-file MD5 of a file hashed by parts.
+What to learn about a key is decided by one pure function, `needs.next_need`,
+asked again after each answer: hash the file (xxh3, MD5, multipart ETags,
+compressed), read the object's headers. Each key's steps run in order in one
+job, and the jobs of all keys at once on one pool, so a file's HEAD does not
+wait for every other file to be hashed. Hashing takes one of a few slots (the
+cores), reading headers does not. A key that needs nothing (a file the state
+vouches for, whose xxh3 was read with the listing) costs no job.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Set
 
 from . import diff
-from .digest import PART_SIZE, SPOOL_SIZE, Digest, compressed_digest, file_digest, fingerprint
+from .needs import HASH, Need, next_need, other_heads
+from .digest import SPOOL_SIZE, Digest, compressed_digest, file_digest, fingerprint
 from .errors import StoreError
 from .executors import Executors, bounded, hash_workers
 from .model import LocalFile, Plan, RemoteDetails, RemoteObject
@@ -100,59 +102,54 @@ def source_hashes(files: Sequence[LocalFile], pool) -> Dict[str, str]:
     return {key: digest.xxh for key, digest, error in bounded(pool, jobs, (OSError,)) if error is None}
 
 
-def hash_files(locals_: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], pool,
-               *, state: Mapping[str, Entry] = {}, force_md5: Set[str] = frozenset(),
-               everything: bool = False, part_size: int = PART_SIZE, known: Mapping[str, str] = {},
-               cache: Optional[CompressedCache] = None) -> Tuple[Dict[str, Digest], Dict[str, str]]:
-    """Hash only the files whose remote copy has the same size: nothing else can
-    match. `everything` hashes all given files (xxh3 only unless asked).
-    `known`: xxh3 already read (`source_hashes`), enough for files that need
-    no MD5 or part ETags; they are not read again, and are in the result.
-    A compressed file is compressed when its MD5 is needed (see
-    diff.hash_needs); its bytes are offered to `cache` for the upload.
-    Returns the digests and, for each file that could not be read, why."""
-    paths = {}
-    digests: Dict[str, Digest] = {}
+@dataclass(frozen=True)
+class _Learned:
+    digest: Optional[Digest] = None
+    details: Optional[RemoteDetails] = None  # read from S3 by this pass
+    read_error: str = ""
+    detail_error: str = ""
 
-    def jobs():
-        for local in locals_:
-            need = diff.hash_needs(local, remotes.get(local.key), state.get(local.key), part_size)
-            md5 = local.key in force_md5
-            if (need is None or need == (False, [])) and not md5 and local.key in known:
-                digests[local.key] = Digest(xxh=fingerprint(known[local.key], local.encoding))
-                continue
-            if need is None:
-                if not everything:
-                    continue
-                need = (False, [])
-            md5, part_sizes = need[0] or md5, need[1]
-            paths[local.key] = local.path
-            if local.encoding is not None and (md5 or part_sizes):
-                yield local.key, partial(_compress_job, local, part_sizes, cache)
-            else:
-                yield local.key, partial(file_digest, local.path, md5=md5, part_sizes=part_sizes,
-                                         encoding=local.encoding)
 
-    errors: Dict[str, str] = {}
-    for key, digest, error in bounded(pool, jobs(), (OSError,)):
-        if error is not None:
-            errors[key] = read_error_text(error, paths[key])
+MAX_STEPS = 6  # a key's needs end after at most four steps; more would be a loop
+
+
+def _hash(local: LocalFile, need: Need, cache: Optional[CompressedCache]) -> Digest:
+    if local.encoding is not None and (need.md5 or need.part_sizes):
+        return _compress_job(local, need.part_sizes, cache)
+    return file_digest(local.path, md5=need.md5, part_sizes=need.part_sizes, encoding=local.encoding)
+
+
+def _learn(local: LocalFile, remote: Optional[RemoteObject], entry: Optional[Entry], digest: Optional[Digest],
+           details: Optional[RemoteDetails], encryption: Optional[str], *, store: RemoteStore,
+           slots: threading.Semaphore, part_size: int, cache: Optional[CompressedCache]) -> _Learned:
+    """Meets one file's needs in turn: what `next_need` asks, until it asks nothing."""
+    fetched = None
+    for _ in range(MAX_STEPS):
+        need = next_need(local, remote, entry, digest, details if fetched is None else fetched, encryption,
+                         fetched=fetched is not None, part_size=part_size)
+        if need is None:
+            break
+        if need.kind == HASH:
+            try:
+                with slots:
+                    digest = _hash(local, need, cache)
+            except OSError as exc:
+                return _Learned(read_error=read_error_text(exc, local.path))
         else:
-            digests[key] = digest
-    return digests, errors
+            try:
+                fetched = store.details(local.key)
+            except StoreError as exc:
+                return _Learned(digest=digest, detail_error=str(exc))
+    else:
+        raise AssertionError(f"{local.key}: needs did not end: {need}")
+    return _Learned(digest=digest, details=fetched)
 
 
-def fetch_details(store: RemoteStore, keys: Set[str], pool) -> Tuple[Dict[str, RemoteDetails], Dict[str, str]]:
-    """HeadObject + GetObjectAcl for each key; (details, {key: error})."""
-    details: Dict[str, RemoteDetails] = {}
-    errors: Dict[str, str] = {}
-    jobs = ((key, partial(store.details, key)) for key in sorted(keys))
-    for key, result, error in bounded(pool, jobs, (StoreError,)):
-        if error is not None:
-            errors[key] = str(error)
-        else:
-            details[key] = result
-    return details, errors
+def _head(store: RemoteStore, key: str) -> _Learned:
+    try:
+        return _Learned(details=store.details(key))
+    except StoreError as exc:
+        return _Learned(detail_error=str(exc))
 
 
 def gather(files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry], *,
@@ -162,51 +159,47 @@ def gather(files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], stat
     objects: from the state where it vouches for them, else from S3. `known`:
     the files' xxh3 read before (`source_hashes`)."""
     part_size = settings.part_size
-    with executors.pool(hash_workers(), "hash") as hasher:
-        digests, read_errors = hash_files(files, remotes, hasher, state=state, part_size=part_size, cache=cache,
-                                          known=known)
-        if settings.compress:
-            _compress_changed(files, digests, read_errors, remotes, state, hasher, part_size, cache)
-        kms = diff.md5_needs(files, remotes, rules)
-        if kms:  # new files whose upload records their MD5 (SSE-KMS ETags are no MD5)
-            more, failed = hash_files([f for f in files if f.key in kms], {}, hasher, force_md5=kms,
-                                      everything=True, part_size=part_size)
-            digests.update(more)
-            read_errors.update(failed)
-        details = diff.known_details(remotes, state)
-        with executors.pool(settings.max_concurrency, "head") as heads:
-            fetched, detail_errors = fetch_details(
-                store, diff.detail_needs(files, remotes, settings, details, digests), heads)
-        vouched = frozenset(details) - frozenset(fetched)
-        details.update(fetched)
-        recheck = {f.key for f in files if f.key in fetched and fetched[f.key].md5
-                   and f.key in digests and digests[f.key].md5 is None}
-        if recheck:
-            more, failed = hash_files([f for f in files if f.key in recheck], remotes, hasher, force_md5=recheck,
-                                      part_size=part_size)
-            digests.update(more)
-            read_errors.update(failed)
-    return Evidence(digests=digests, details=details, vouched=vouched, read_errors=read_errors,
-                    detail_errors=detail_errors)
+    vouched = diff.known_details(remotes, state)
+    slots = threading.BoundedSemaphore(hash_workers())
+    digests: Dict[str, Digest] = {}
 
+    def jobs():
+        for local in files:
+            remote, entry, details = remotes.get(local.key), state.get(local.key), vouched.get(local.key)
+            xxh = known.get(local.key)
+            digest = Digest(xxh=fingerprint(xxh, local.encoding)) if xxh else None
+            encryption = rules.headers_for(local.rel, local.path).encryption if rules.encryption else None
+            if next_need(local, remote, entry, digest, details, encryption, part_size=part_size) is None:
+                if digest is not None:  # settled here: no job
+                    digests[local.key] = digest
+                continue
+            yield local.key, partial(_learn, local, remote, entry, digest, details, encryption, store=store,
+                                     slots=slots, part_size=part_size, cache=cache)
+        for key in other_heads(remotes, settings, {f.key for f in files}, vouched):
+            yield key, partial(_head, store, key)
 
-def _compress_changed(files: Sequence[LocalFile], digests: Dict[str, Digest], read_errors: Dict[str, str],
-                      remotes: Mapping[str, RemoteObject], state: Mapping[str, Entry], hasher,
-                      part_size: int, cache: Optional[CompressedCache]) -> None:
-    """Compressed files the state vouched for (so only their source was
-    read) whose source changed are compressed now: the plan shows their
-    compressed size, and the upload takes the bytes from the cache."""
-    changed = {f.key for f in files if f.encoding and f.key in digests and digests[f.key].size is None
-               and (entry := state.get(f.key)) is not None and entry.xxh != digests[f.key].xxh}
-    if changed:
-        more, failed = hash_files([f for f in files if f.key in changed], remotes, hasher, state=state,
-                                  force_md5=changed, part_size=part_size, cache=cache)
-        digests.update(more)
-        read_errors.update(failed)
-    encoded = [f for f in files if f.encoding]
-    compressed = [digests[f.key] for f in encoded if f.key in digests and digests[f.key].size is not None]
-    log.debug("compress: %d of %d file(s) with a compress rule compressed to compare (%d bytes of output); "
-              "the state settled the rest", len(compressed), len(encoded), sum(d.size for d in compressed))
+    details: Dict[str, RemoteDetails] = dict(vouched)
+    fetched: Set[str] = set()
+    read_errors: Dict[str, str] = {}
+    detail_errors: Dict[str, str] = {}
+    with executors.pool(settings.max_concurrency, "evidence") as pool:
+        for key, learned, _ in bounded(pool, jobs()):
+            if learned.read_error:
+                read_errors[key] = learned.read_error
+            if learned.detail_error:
+                detail_errors[key] = learned.detail_error
+            if learned.digest is not None:
+                digests[key] = learned.digest
+            if learned.details is not None:
+                details[key] = learned.details
+                fetched.add(key)
+    if settings.compress:
+        encoded = [f for f in files if f.encoding]
+        compressed = [digests[f.key] for f in encoded if f.key in digests and digests[f.key].size is not None]
+        log.debug("compress: %d of %d file(s) with a compress rule compressed to compare (%d bytes of output); "
+                  "the state settled the rest", len(compressed), len(encoded), sum(d.size for d in compressed))
+    return Evidence(digests=digests, details=details, vouched=frozenset(vouched) - fetched,
+                    read_errors=read_errors, detail_errors=detail_errors)
 
 
 def state_digests(files: Sequence[LocalFile], evidence: Evidence, executors: Executors) -> Dict[str, Digest]:
@@ -217,7 +210,9 @@ def state_digests(files: Sequence[LocalFile], evidence: Evidence, executors: Exe
     missing = [f for f in files if f.key not in digests]
     if missing:
         with executors.pool(hash_workers(), "hash") as hasher:
-            digests.update(hash_files(missing, {}, hasher, everything=True)[0])
+            hashes = source_hashes(missing, hasher)
+        encodings = {f.key: f.encoding for f in missing}
+        digests.update((key, Digest(xxh=fingerprint(xxh, encodings[key]))) for key, xxh in hashes.items())
     return digests
 
 

@@ -16,7 +16,7 @@ import brotli
 import pytest
 import xxhash
 
-from drone_s3_sync import diff
+from drone_s3_sync import diff, needs
 from drone_s3_sync.compress import BROTLI_QUALITY, compress_bytes, compressor
 from drone_s3_sync.config import build_settings
 from drone_s3_sync.ruleparsers import parse_compress
@@ -250,13 +250,13 @@ def plan_one(f: LocalFile, r: Optional[RemoteObject], digest: Optional[Digest] =
 
 def test_hash_needs_for_compressed_files() -> None:
     f = local("a.txt", 100, "gzip")
-    assert diff.hash_needs(f, None) == (True, [])  # new: compressed for the plan's size and the upload
+    assert needs.hash_needs(f, None) == (True, [])  # new: compressed for the plan's size and the upload
     r = RemoteObject("site/a.txt", 30, "c" * 32)
-    assert diff.hash_needs(f, r) == (True, [])  # any size: the compressed size decides
+    assert needs.hash_needs(f, r) == (True, [])  # any size: the compressed size decides
     entry = Entry(etag=r.etag, size=r.size, xxh=fingerprint(SOURCE_XXH, "gzip"), headers=gz_headers())
-    assert diff.hash_needs(f, r, entry) == (False, [])  # the state settles it: the source's fingerprint only
+    assert needs.hash_needs(f, r, entry) == (False, [])  # the state settles it: the source's fingerprint only
     multipart = RemoteObject("site/a.txt", 20 * MiB, "d" * 32 + "-3")
-    assert diff.hash_needs(f, multipart)[1][0] == 8 * MiB  # part sizes for the object's (compressed) size
+    assert needs.hash_needs(f, multipart)[1][0] == 8 * MiB  # part sizes for the object's (compressed) size
 
 
 def test_compressed_sizes_decide_and_the_action_carries_the_compressed_size() -> None:
@@ -289,6 +289,10 @@ def test_state_settles_a_compressed_file_without_compressing_it() -> None:
     for other in (Digest(xxh=fingerprint(SOURCE_XXH, "br")), Digest(xxh=SOURCE_XXH)):
         assert not diff.content_matches(r, other, known[r.key], entry)
     # Not compressed in this run, not same size as the source: no HeadObject needed either.
-    assert diff.detail_needs([f], {r.key: r}, SETTINGS, known, {f.key: source_only}) == set()
-    assert diff.detail_needs([f], {r.key: r}, SETTINGS, {}, {f.key: compressed(30)}) == {f.key}
-    assert diff.detail_needs([f], {r.key: r}, SETTINGS, {}, {f.key: compressed(31)}) == set()
+    assert needs.next_need(f, r, entry, source_only, known[r.key]) is None
+    head = needs.Need(needs.HEAD)
+    assert needs.next_need(f, r, None, compressed(30), None) == head  # compressed to the object's size
+    assert needs.next_need(f, r, None, compressed(31), None) is None  # another size: uploaded, no HEAD
+    # The source changed since the state vouched for it: compressed now.
+    changed = Digest(xxh=fingerprint("another source", "gzip"))
+    assert needs.next_need(f, r, entry, changed, known[r.key]) == needs.Need(needs.HASH, True)

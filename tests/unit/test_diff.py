@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings
 from hypothesis import strategies as st
 
-from drone_s3_sync import diff
+from drone_s3_sync import diff, needs
 from drone_s3_sync.config import Settings, build_settings
 from drone_s3_sync.s3vocab import MULTIPART_THRESHOLD
 from drone_s3_sync.digest import Digest, MiB, candidate_part_sizes, our_part_size
@@ -27,6 +27,7 @@ from drone_s3_sync.model import (
 )
 from drone_s3_sync.diff import COPY_LIMIT
 from drone_s3_sync.rules import HeaderRules
+from drone_s3_sync.state import Entry
 
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 SRC = "/src"
@@ -84,7 +85,8 @@ def test_size_change_is_uploaded_without_hashing() -> None:
     s = make()
     f = local("a.txt", 5)
     r = remote("a.txt", 6, md5_of("x"))
-    assert diff.hash_needs(f, r) is None
+    assert needs.hash_needs(f, r) is None
+    assert needs.next_need(f, r, None, None, None) is None  # nothing to learn: not read at all
     a = plan_one(s, f, r)
     assert (a.kind, a.reason) == (Kind.UPLOAD, Reason.SIZE)
 
@@ -193,10 +195,10 @@ def test_acl_matches(desired_acl: str, observed: str, matches: bool) -> None:
 
 def test_hash_needs() -> None:
     f = local("big.bin", 18 * MiB + 1)
-    assert diff.hash_needs(f, None) is None
-    assert diff.hash_needs(f, remote(f.key, f.size + 1, "x")) is None
-    assert diff.hash_needs(f, remote(f.key, f.size, md5_of("x"))) == (True, [])
-    need = diff.hash_needs(f, remote(f.key, f.size, f"{md5_of('x')}-3"))
+    assert needs.hash_needs(f, None) is None
+    assert needs.hash_needs(f, remote(f.key, f.size + 1, "x")) is None
+    assert needs.hash_needs(f, remote(f.key, f.size, md5_of("x"))) == (True, [])
+    need = needs.hash_needs(f, remote(f.key, f.size, f"{md5_of('x')}-3"))
     assert need is not None and need[0] is False
     assert 8 * MiB in need[1]
     assert need[1] == candidate_part_sizes(f.size, 3)
@@ -403,7 +405,7 @@ def test_never_deletes_folder_markers() -> None:
     remotes = {"x/": remote("x/", 0, EMPTY_MD5), "x/y/": remote("x/y/", 0, EMPTY_MD5), "x/f": remote("x/f", 0, EMPTY_MD5)}
     plan = diff.make_plan([], remotes, {}, {"x/f": RemoteDetails(headers=ObjectHeaders("text/plain"))}, s)
     assert [(a.key, a.kind) for a in plan.actions] == [("x/f", Kind.DELETE)]
-    assert "x/" not in diff.detail_needs([], remotes, s, {})
+    assert "x/" not in heads([], remotes, s, {})
 
 
 def test_never_deletes_what_exists_locally_but_was_not_synced() -> None:
@@ -425,12 +427,23 @@ def test_never_deletes_a_redirect_object() -> None:
         "old-redirect": RemoteDetails(headers=ObjectHeaders("application/octet-stream", redirect="/new")),
         "empty.txt": RemoteDetails(headers=ObjectHeaders("text/plain")),
     }
-    assert diff.detail_needs([], remotes, s, {}) == {"old-redirect", "empty.txt"}
+    assert heads([], remotes, s, {}) == {"old-redirect", "empty.txt"}
     plan = diff.make_plan([], remotes, {}, details, s)
     assert [(a.key, a.kind) for a in plan.actions] == [("empty.txt", Kind.DELETE)]
 
 
-# ---------------------------------------------------------------- detail_needs
+# ---------------------------------------------------------------- needs
+
+
+def heads(locals_: List[LocalFile], remotes: Dict[str, RemoteObject], s: Settings,
+          known: Dict[str, RemoteDetails]) -> set:
+    """Keys whose headers the evidence pass reads, once each file's hash needs are met."""
+    keys = set(needs.other_heads(remotes, s, {f.key for f in locals_}, known))
+    for f in locals_:
+        hashed = Digest(md5=md5_of("local bytes"))
+        if needs.next_need(f, remotes.get(f.key), None, hashed, known.get(f.key)) == needs.Need(needs.HEAD):
+            keys.add(f.key)
+    return keys
 
 
 def test_detail_needs() -> None:
@@ -443,11 +456,43 @@ def test_detail_needs() -> None:
         "r2": remote("r2", 50, "e"),
         "orphan-zero": remote("orphan-zero", 0, EMPTY_MD5),
     }
-    assert diff.detail_needs(locals_, remotes, s, {}) == {"same", "r1"}
+    assert heads(locals_, remotes, s, {}) == {"same", "r1"}
     known = {"same": RemoteDetails(headers=ObjectHeaders("text/plain"))}
-    assert diff.detail_needs(locals_, remotes, s, known) == {"r1"}
+    assert heads(locals_, remotes, s, known) == {"r1"}
     with_delete = replace(s, delete=True)
-    assert diff.detail_needs(locals_, remotes, with_delete, {}) == {"same", "r1", "orphan-zero"}
+    assert heads(locals_, remotes, with_delete, {}) == {"same", "r1", "orphan-zero"}
+
+
+def test_each_answer_leads_to_the_next_need_until_the_plan_can_decide() -> None:
+    """A multipart object of the file's size: its part ETags, then its headers;
+    a recorded MD5 in them then needs the file's whole MD5; then nothing."""
+    f = local("big.bin", 18 * MiB + 1)
+    r = remote(f.key, f.size, f"{md5_of('other')}-3")
+    first = needs.next_need(f, r, None, None, None)
+    assert first == needs.Need(needs.HASH, False, tuple(candidate_part_sizes(f.size, 3)))
+    parts = Digest(xxh="x", multipart={p: "no-3" for p in first.part_sizes})
+    assert needs.next_need(f, r, None, parts, None) == needs.Need(needs.HEAD)
+    recorded = RemoteDetails(headers=ObjectHeaders("application/octet-stream"), md5=md5_of("content"))
+    assert needs.next_need(f, r, None, parts, recorded, fetched=True) == needs.Need(needs.HASH, True, first.part_sizes)
+    whole = replace(parts, md5=md5_of("content"))
+    assert needs.next_need(f, r, None, whole, recorded, fetched=True) is None
+    # Details from the state (not fetched) never ask for the MD5: the state's xxh3 settles it.
+    assert needs.next_need(f, r, None, parts, recorded) is None
+
+
+def test_a_file_the_state_vouches_for_needs_only_its_xxh3() -> None:
+    f = local("a.html", 10)
+    r = remote(f.key, 10, f"{md5_of('a')}-2")
+    entry = Entry(r.etag, r.size, "xxh-of-a", ObjectHeaders("text/html"))
+    assert needs.next_need(f, r, entry, None, None) == needs.Need(needs.HASH)  # xxh3 only: no MD5, no parts
+    assert needs.next_need(f, r, entry, Digest(xxh="xxh-of-a"), RemoteDetails(headers=entry.headers)) is None
+
+
+def test_a_new_file_encrypted_with_kms_needs_its_md5_for_the_upload() -> None:
+    f = local("secret.txt", 10)
+    assert needs.next_need(f, None, None, None, None, "aws:kms") == needs.Need(needs.HASH, True)
+    assert needs.next_need(f, None, None, None, None, "AES256") is None
+    assert needs.next_need(f, None, None, Digest(xxh="x", md5=md5_of("s")), None, "aws:kms") is None
 
 
 # ---------------------------------------------------------------- the plan as a whole
@@ -505,21 +550,26 @@ class World:
         self.contents = contents  # key -> content id of what the object holds
 
     def plan(self, locals_: List[LocalFile], local_content: Dict[str, str], s: Settings) -> Plan:
-        digests = {}
+        digests, details = {}, {}
         for f in locals_:
-            need = diff.hash_needs(f, self.objects.get(f.key))
-            if need is None:
-                continue
-            want_md5, part_sizes = need
+            digest, fetched = None, None
             content = local_content[f.key]
-            digests[f.key] = Digest(md5=md5_of(content) if want_md5 else None,
-                                    multipart={p: fake_multipart(content, p, f.size) for p in part_sizes})
-        wanted = diff.detail_needs(locals_, self.objects, s, {})
-        details = {k: self.details[k] for k in wanted if k in self.details}
-        # as the pipeline does: a recorded MD5 needs the whole-file MD5
-        for f in locals_:
-            if f.key in details and details[f.key].md5 and f.key in digests and digests[f.key].md5 is None:
-                digests[f.key] = replace(digests[f.key], md5=md5_of(local_content[f.key]))
+            while (need := needs.next_need(f, self.objects.get(f.key), None, digest, fetched,
+                                           fetched=fetched is not None)) is not None:
+                if need.kind == needs.HASH:
+                    digest = Digest(md5=md5_of(content) if need.md5 else None,
+                                    multipart={p: fake_multipart(content, p, f.size) for p in need.part_sizes})
+                elif f.key in self.details:
+                    fetched = self.details[f.key]
+                else:
+                    break
+            if digest is not None:
+                digests[f.key] = digest
+            if fetched is not None:
+                details[f.key] = fetched
+        for key in needs.other_heads(self.objects, s, {f.key for f in locals_}, {}):
+            if key in self.details:
+                details[key] = self.details[key]
         plan = diff.make_plan(locals_, self.objects, digests, details, s)
         keys = [a.key for a in plan.actions]
         assert keys == sorted(keys, key=lambda k: k.encode("utf-8"))

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drone_s3_sync import digest
 from drone_s3_sync.digest import (
     MiB,
     adjusted_part_size,
@@ -246,3 +247,20 @@ def test_17_mib_parts_of_17_mib_and_100_bytes_are_recognised(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_17_mib_parts_of_35_mib_are_recognised(tmp_path: Path) -> None:
     _recognised(tmp_path, 35 * MiB, 17 * MiB)
+
+
+def test_read_buffers_are_lent_so_there_are_only_as_many_as_concurrent_reads(tmp_path) -> None:
+    """Hashing runs on pools as wide as max_concurrency: buffers are lent per
+    file, not kept per thread, so 4 MiB is not multiplied by the thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(bytes([i]) * 5000)
+        paths.append(str(path))
+    digest._free_buffers.clear()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda p: digest.file_digest(p, md5=True), paths))
+    assert [r.md5 for r in results] == [hashlib.md5(bytes([i]) * 5000).hexdigest() for i in range(40)]
+    assert 1 <= len(digest._free_buffers) <= 3

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from drone_s3_sync import diff
+from drone_s3_sync import diff, needs
 from drone_s3_sync.config import Settings
 from drone_s3_sync.digest import Digest
 from drone_s3_sync.model import (Action, Kind, LocalFile, ObjectHeaders, Outcome, Plan, Reason, RemoteObject,
@@ -68,7 +68,7 @@ def test_entry_describes_only_the_listed_object_it_was_written_for():
 def test_valid_entry_settles_content_by_xxh_whatever_the_etag():
     remote = RemoteObject("k", 3, "0123456789abcdef0123456789abcdef-2")  # multipart or KMS: not an MD5
     e = entry(remote.etag, 3, "same")
-    assert diff.hash_needs(local("k"), remote, e) == (False, [])  # no MD5, no part sizes
+    assert needs.hash_needs(local("k"), remote, e) == (False, [])  # no MD5, no part sizes
     assert diff.content_matches(remote, Digest(xxh="same"), None, e) is True
     assert diff.content_matches(remote, Digest(xxh="other"), None, e) is False
     stale = entry("ffff", 3, "same")  # the listing shows another object now
@@ -83,8 +83,9 @@ def test_known_details_come_only_from_valid_entries():
     known = diff.known_details(remotes, state)
     assert set(known) == {"a"} and known["a"].headers == HTML
     settings = Settings(bucket="bkt")
-    needs = diff.detail_needs([local("a"), local("b")], remotes, settings, known)
-    assert needs == {"b"}
+    heads = {k for k in ("a", "b") if needs.next_need(local(k), remotes[k], state[k], Digest(xxh="x", md5="m"),
+                                                     known.get(k)) == needs.Need(needs.HEAD)}
+    assert heads == {"b"}
 
 
 def test_plan_with_state_skips_without_any_object_details():
