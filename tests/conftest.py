@@ -25,7 +25,8 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from support.s3server import FAKE_KEY_ID, FAKE_SECRET, REGION, RecordingMotoServer, _give_multipart_objects_an_acl
+from support.s3server import (FAKE_KEY_ID, FAKE_SECRET, REGION, RecordingMotoServer, _give_multipart_objects_an_acl,
+                              _read_acls_of_archived_objects)
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,7 @@ def s3_server() -> Iterator[RecordingMotoServer]:
     # the output of a failing test.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     _give_multipart_objects_an_acl()
+    _read_acls_of_archived_objects()
     server = RecordingMotoServer()
     server.start()
     try:

@@ -576,3 +576,22 @@ def _give_multipart_objects_an_acl() -> None:
     S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
 
 
+
+
+def _read_acls_of_archived_objects() -> None:
+    """moto refuses GetObjectAcl of a GLACIER or DEEP_ARCHIVE object that was
+    not restored (InvalidObjectState), as it does GetObject; S3 refuses only
+    reading the bytes, an archived object's ACL is read like any other's."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response._get_key
+    if getattr(original, "reads_archived_acls", False):
+        return
+
+    def _get_key(self: Any, validate_storage_class: bool = True) -> Any:
+        if "acl" in self.querystring:
+            validate_storage_class = False
+        return original(self, validate_storage_class=validate_storage_class)
+
+    _get_key.reads_archived_acls = True  # type: ignore[attr-defined]
+    S3Response._get_key = _get_key  # type: ignore[method-assign]
