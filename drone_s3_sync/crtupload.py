@@ -6,12 +6,9 @@ botocore still decides what is sent: headers from its PutObject serializer
 (cached per set of arguments), the URL and signing region from its endpoint
 resolution for the bucket (a region redirect met while listing included),
 checksums from its client configuration, credentials from the session
-(refreshed for assumed roles), and which error answers are retried.
-
-The CRT retries 5xx answers and dropped connections itself but passes on
-neither the status nor the body of the last one: it gets max_attempts - 1
-attempts, and the last goes through botocore, so a failure reports the
-server's own reason. It has no read timeout: an attempt unanswered after
+(refreshed for assumed roles), and, with its standard retry rules, which
+failures are retried and when (crtretry.py; the CRT makes one attempt a
+request). The CRT has no read timeout: an attempt unanswered after
 read_timeout + size / MIN_RATE is cancelled here and sent again.
 `S3_SYNC_CRT=0` turns it off (every upload then goes through s3transfer).
 """
@@ -29,13 +26,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from botocore import auth as botocore_auth
-from botocore.awsrequest import AWSResponse, HeadersDict, prepare_request_dict
+from botocore.awsrequest import prepare_request_dict
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import remove_bucket_from_url_paths_from_model, validate_ascii_metadata
-from botocore.retries import standard
 from botocore.validate import validate_parameters
 
+from .crtretry import Retries
 from .errors import StoreError, error_code, error_text
 
 try:
@@ -55,7 +52,6 @@ log = logging.getLogger("drone_s3_sync")
 ENV = "S3_SYNC_CRT"
 MIN_RATE = 16 * 1024  # bytes a second one upload is allowed before its attempt counts as stuck
 TICK = 0.1  # seconds between looks at the attempts in flight
-BACKOFF_MS = 50  # the CRT's first retry within 0.05 s (full jitter, doubling), as botocore's standard mode
 
 
 def wanted(settings, client) -> bool:
@@ -109,17 +105,19 @@ class _Upload:
     """One file's upload: its attempts, and what to tell when it ends."""
 
     __slots__ = ("key", "body", "size", "args", "headers", "on_progress", "on_done", "request", "deadline",
-                 "attempts", "etag", "timed_out", "not_before")
+                 "attempts", "etag", "timed_out", "not_before", "last", "quota")
 
     def __init__(self, key, body, size, args, headers, on_progress, on_done):
         self.key, self.body, self.size, self.args, self.headers = key, body, size, args, headers
         self.on_progress, self.on_done = on_progress, on_done
         self.request = None
         self.deadline = 0.0
-        self.attempts = 0  # sent so far; the CRT's own retries of an attempt are not seen here
+        self.attempts = 0  # sent so far
         self.etag = ""
         self.timed_out = False
         self.not_before = 0.0  # a retry waits until then
+        self.last = False  # the next attempt is the last: through botocore
+        self.quota = 0  # retry budget taken for the last retry, given back when it succeeds
 
 
 class CrtUploader:
@@ -141,9 +139,6 @@ class CrtUploader:
         self._watchdog: Optional[threading.Thread] = None
         self._resend: List[_Upload] = []  # attempts to send again (by the watchdog, off the CRT's threads)
         self._single = None  # the botocore client of last attempts: one attempt each
-        self._retryable = standard.StandardRetryConditions(max_attempts=settings.max_attempts)
-        self._backoff = standard.ExponentialBackoff(
-            throttling_detector=standard.ThrottlingErrorDetector(standard.RetryEventAdapter()))
 
     def _start(self) -> bool:
         try:
@@ -159,6 +154,7 @@ class CrtUploader:
         # botocore drops "/{Bucket}" from the operation's URI on its first call (the
         # endpoint carries the bucket); the same change, in case none was made yet.
         remove_bucket_from_url_paths_from_model(params={}, model=self._operation, context={})
+        self._retries = Retries(client, self._operation, settings.max_attempts)
         self._context = {"client_region": client.meta.region_name, "client_config": client.meta.config,
                          "has_streaming_input": True, "auth_type": self._operation.resolved_auth_type}
         # The bucket's endpoint as botocore resolves it (and its signing region,
@@ -181,11 +177,7 @@ class CrtUploader:
             tls = crt_io.TlsContextOptions()
             tls.override_default_trust_store_from_path(ca_filepath=self._ca_bundle)
             tls_options = crt_io.ClientTlsContext(tls).new_connection_options()
-        # At most max_attempts - 1 attempts on the CRT: botocore makes the last (see above).
-        retry = crt_s3.S3RetryConfig(max_retries=max(1, settings.max_attempts - 2), backoff_scale_factor_ms=BACKOFF_MS,
-                                     max_backoff_secs=20,
-                                     retry_mode=crt_s3.S3RetryMode.STANDARD if settings.max_attempts > 2
-                                     else crt_s3.S3RetryMode.NONE)
+        retry = crt_s3.S3RetryConfig(retry_mode=crt_s3.S3RetryMode.NONE)  # one attempt a request: see _ended
         # Checksums as botocore sends them: on AWS a CRC32 (its default), on a
         # server configured "when_required" (custom endpoints) none.
         self._checksum = None
@@ -280,41 +272,30 @@ class CrtUploader:
             on_progress=upload.on_progress)
 
     def _ended(self, upload: _Upload, error, status_code, error_headers, error_body) -> None:
-        """On a CRT thread: an attempt ended."""
+        """On a CRT thread: an attempt ended; retries as crtretry.py decides."""
         upload.request = None
         if error is None:
+            self._retries.succeeded(upload.quota)
             return self._finish(upload, upload.etag, None)
-        last = upload.attempts >= self.settings.max_attempts - 1
-        if self._stopping:
-            return self._finish(upload, "", StoreError(f"stopped: {getattr(error, 'name', error)}", ""))
-        if upload.timed_out:  # cancelled here: no answer within the read timeout
-            return self._again(upload, 0.0, last=last)
-        if status_code and error_headers is not None:  # an error answer the CRT passes on: 4xx
-            response = AWSResponse(None, status_code, HeadersDict(dict(error_headers)), None)
-            parsed = self._botocore._response_parser.parse(
-                {"headers": response.headers, "status_code": status_code, "body": error_body or b""},
-                self._operation.output_shape)
-            context = standard.RetryContext(attempt_number=upload.attempts, operation_model=self._operation,
-                                            parsed_response=parsed, http_response=response)
-            if self._retryable.is_retryable(context):  # throttling or a transient code (botocore's rules)
-                return self._again(upload, self._backoff.delay_amount(context))
-            failure = ClientError(parsed, "PutObject")
-            return self._finish(upload, "", StoreError(error_text(failure), error_code(failure)))
         name = getattr(error, "name", "") or type(error).__name__
+        message = getattr(error, "message", "") or str(error)
+        if self._stopping:
+            return self._finish(upload, "", StoreError(f"stopped: {name}", ""))
         if "FILE" in name or name in ("AWS_ERROR_NO_PERMISSION", "AWS_ERROR_MAX_FDS_EXCEEDED"):
-            return self._finish(upload, "", OSError(errno.EIO, getattr(error, "message", str(error))))
-        # A 5xx answer or a network failure, after the CRT's own retries: it
-        # tells neither the status nor the server's reason, botocore's attempt will.
-        log.debug("%s: %s after the CRT's attempts; the last one goes through botocore", upload.key, name)
-        self._again(upload, 0.0, last=True)
+            return self._finish(upload, "", OSError(errno.EIO, message))  # the local file, not the server
+        if status_code and error_headers is not None:  # an error answer the CRT passes on (not a 5xx)
+            decision = self._retries.answered(upload.attempts, status_code, error_headers, error_body)
+        else:
+            decision = self._retries.failed(upload.attempts, name, message, upload.timed_out)
+        if decision.error is not None:
+            return self._finish(upload, "", decision.error)
+        upload.quota = decision.budget
+        self._again(upload, decision.delay, last=decision.last)
 
     def _again(self, upload: _Upload, delay: float, last: bool = False) -> None:
-        """Sends the upload again after `delay` seconds: on the CRT, or through
-        botocore when it is the last attempt."""
-        if last:  # rare: a thread of its own, a daemon so that a hung request never holds the exit up
-            threading.Thread(target=self._last_try, args=(upload,), name="upload-last-try", daemon=True).start()
-            return
-        upload.not_before = time.monotonic() + delay
+        """Sends the upload again after `delay` seconds (by the watchdog, off
+        the CRT's threads): on the CRT, or through botocore for the last attempt."""
+        upload.not_before, upload.last = time.monotonic() + delay, last
         with self._lock:
             self._resend.append(upload)
             self._idle.notify_all()
@@ -377,6 +358,10 @@ class CrtUploader:
                 try:
                     if self._stopping:
                         raise StoreError("stopped before it could be sent again", "")
+                    if upload.last:  # a thread of its own, a daemon: a hung request never holds the exit up
+                        threading.Thread(target=self._last_try, args=(upload,), name="upload-last-try",
+                                         daemon=True).start()
+                        continue
                     self._send(upload)
                 except BaseException as exc:
                     self._finish(upload, "", exc if isinstance(exc, StoreError) else StoreError(str(exc), ""))
