@@ -106,6 +106,6 @@ class Retries:
                         budget=context.request_context.get("retry_quota_capacity", 0))
 
     def succeeded(self, budget: int) -> None:
-        """An upload that needed retries succeeded: its budget comes back."""
-        if budget:
-            self._quota.release(budget)
+        """An attempt succeeded: the budget its retry took comes back, or, as
+        botocore does after a success at the first attempt, one unit."""
+        self._quota.release(budget or 1)

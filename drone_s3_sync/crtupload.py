@@ -139,6 +139,7 @@ class CrtUploader:
         self._watchdog: Optional[threading.Thread] = None
         self._resend: List[_Upload] = []  # attempts to send again (by the watchdog, off the CRT's threads)
         self._single = None  # the botocore client of last attempts: one attempt each
+        self._single_lock = threading.Lock()
 
     def _start(self) -> bool:
         try:
@@ -301,7 +302,7 @@ class CrtUploader:
             self._idle.notify_all()
 
     def _last_try(self, upload: _Upload) -> None:
-        with self._lock:
+        with self._single_lock:  # not self._lock: making a client takes a while, and the CRT's threads need that one
             if self._single is None:
                 config = self._botocore.meta.config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
                 self._single = self._session.client("s3", config=config, endpoint_url=self.settings.endpoint or None)
