@@ -124,7 +124,7 @@ class CrtUploader:
     """Uploads of one bucket on one `awscrt.s3.S3Client`. Thread-safe; at most
     `settings.max_concurrency` requests in flight (upload blocks beyond)."""
 
-    def __init__(self, settings, client, credentials, *, connect_timeout: float, session=None,
+    def __init__(self, settings, client, credentials, *, connect_timeout: float, session,
                  ca_bundle: Optional[str] = None):
         self.settings, self.bucket, self._botocore, self._session = settings, settings.bucket, client, session
         self._credentials, self._connect_timeout, self._ca_bundle = credentials, connect_timeout, ca_bundle
@@ -166,8 +166,19 @@ class CrtUploader:
         self._extra_headers = list(extra_headers.items())
         region = self._context.get("signing", {}).get("region") or settings.region
 
+        last: list = []
+
         def provide():
-            frozen = self._credentials.get_frozen_credentials()  # botocore refreshes assumed roles here
+            try:
+                frozen = self._credentials.get_frozen_credentials()  # botocore refreshes assumed roles here
+                last[:] = [frozen]
+            except Exception as exc:  # raised here, awscrt would print a traceback; the server refuses stale keys
+                if not last:
+                    raise
+                if len(last) == 1:
+                    log.warning("the credentials could not be refreshed: %s", error_text(exc))
+                    last.append(exc)
+                frozen = last[0]
             return crt_auth.AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
 
         provider = crt_auth.AwsCredentialsProvider.new_delegate(provide)
@@ -302,12 +313,15 @@ class CrtUploader:
             self._idle.notify_all()
 
     def _last_try(self, upload: _Upload) -> None:
-        with self._single_lock:  # not self._lock: making a client takes a while, and the CRT's threads need that one
-            if self._single is None:
-                config = self._botocore.meta.config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
-                self._single = self._session.client("s3", config=config, endpoint_url=self.settings.endpoint or None)
+        """The last attempt, through botocore (one attempt, no retries of its own)."""
         upload.attempts += 1
         try:
+            with self._single_lock:  # not self._lock: making a client takes a while, the CRT's threads need that one
+                if self._single is None:
+                    config = self._botocore.meta.config.merge(Config(retries={"mode": "standard",
+                                                                              "total_max_attempts": 1}))
+                    self._single = self._session.client("s3", config=config,
+                                                        endpoint_url=self.settings.endpoint or None)
             path = isinstance(upload.body, str)
             with (open(upload.body, "rb") if path else contextlib.nullcontext(upload.body)) as body:
                 body.seek(0)
@@ -316,6 +330,8 @@ class CrtUploader:
             return self._finish(upload, "", StoreError(error_text(exc), error_code(exc)))
         except OSError as exc:
             return self._finish(upload, "", exc)
+        except Exception as exc:  # the upload must end whatever happened, or the run would wait for it forever
+            return self._finish(upload, "", StoreError(f"{type(exc).__name__}: {exc}", ""))
         if upload.on_progress is not None:
             upload.on_progress(upload.size)
         self._finish(upload, _normal_etag(response.get("ETag") or ""), None)

@@ -225,7 +225,7 @@ def test_each_request_is_signed_with_the_credentials_of_that_moment(s3_server, b
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
     store = S3Store(settings)
     credentials = Rotating()
-    uploader = CrtUploader(settings, store.client, credentials, connect_timeout=CONNECT_TIMEOUT)
+    uploader = CrtUploader(settings, store.client, credentials, connect_timeout=CONNECT_TIMEOUT, session=store.session)
     ended: List[tuple] = []
     done = threading.Event()
     (tmp_path / "f").write_bytes(b"x")
@@ -279,3 +279,40 @@ def test_signal_mid_upload_ends_cleanly_and_the_next_run_finishes(s3_server, s3,
     with s3_server.paused():
         listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
     assert sorted(o["Key"] for o in listed if not is_state_key(o["Key"])) == sorted(files)
+
+
+def test_credentials_that_cannot_be_refreshed_leave_the_verdict_to_the_server(s3_server, bucket, tmp_path,
+                                                                               monkeypatch, caplog):
+    """A refresh that fails (STS down, an expired web identity token) is logged
+    once and the last credentials are sent, for S3 to accept or refuse, instead
+    of a traceback from inside awscrt."""
+    from botocore.credentials import ReadOnlyCredentials
+    from drone_s3_sync.config import Settings
+    from drone_s3_sync.crtupload import CrtUploader
+    from drone_s3_sync.remote import CONNECT_TIMEOUT, S3Store
+
+    class Failing:
+        calls = 0
+
+        def get_frozen_credentials(self):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("STS is not answering")
+            return ReadOnlyCredentials("AKIAFIRSTKEY00000001", FAKE_SECRET, None)
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    settings = Settings(bucket=bucket, region=REGION, endpoint=s3_server.endpoint, path_style=True, source=str(tmp_path))
+    store = S3Store(settings)
+    uploader = CrtUploader(settings, store.client, Failing(), connect_timeout=CONNECT_TIMEOUT, session=store.session)
+    (tmp_path / "f").write_bytes(b"x")
+    ended: List[tuple] = []
+    for key in ("one", "two", "three"):
+        done = threading.Event()
+        assert uploader.upload(str(tmp_path / "f"), key, {"ContentType": "text/plain"}, on_progress=None,
+                               on_done=lambda etag, error, done=done: (ended.append((etag, error)), done.set()))
+        assert done.wait(30)
+    assert [error for _, error in ended] == [None] * 3
+    assert [r.access_key for r in s3_server.requests if r.op == "PutObject"] == ["AKIAFIRSTKEY00000001"] * 3
+    warnings = [r.getMessage() for r in caplog.records if "could not be refreshed" in r.getMessage()]
+    assert warnings == ["the credentials could not be refreshed: STS is not answering"]
