@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable, Dict, List, Optional, Tuple
@@ -17,6 +18,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from . import crtupload
 from .config import Settings
 from .ruleparsers import http_date
 from .credentials import make_session
@@ -30,8 +32,6 @@ from .store import Body, Fetched, UploadDone
 log = logging.getLogger("drone_s3_sync")
 
 DELETE_BATCH = 1000
-
-
 CONNECT_TIMEOUT = 10  # seconds; a TCP/TLS handshake that takes longer is retried
 
 
@@ -100,6 +100,7 @@ class S3Store:
         except BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile, a broken ~/.aws/config
             raise ConfigError("AWS configuration", error_text(exc)) from None
         self._manager = None  # s3transfer's TransferManager, made for the first upload
+        self._crt = crtupload.for_store(settings, self.client, self.session, CONNECT_TIMEOUT)  # single PUTs
         # The ETag S3 returns for each object this run writes, for the state object.
         self._upload_etags: Dict[str, str] = {}
         self._etag_lock = threading.Lock()
@@ -110,8 +111,7 @@ class S3Store:
         for operation in ("PutObject", "CopyObject", "CreateMultipartUpload", "CompleteMultipartUpload",
                           "AbortMultipartUpload"):
             events.register(f"before-parameter-build.s3.{operation}", self._remember_key)
-        # s3transfer's futures give no ETag: the upload's PutObject or
-        # CompleteMultipartUpload answer is kept for its on_done.
+        # s3transfer's futures give no ETag: the PutObject or CompleteMultipartUpload answer keeps it.
         for operation in ("PutObject", "CompleteMultipartUpload"):
             events.register(f"after-call.s3.{operation}", self._record_etag)
         events.register("before-parse.s3.ListObjectsV2", _take_listing)
@@ -283,11 +283,14 @@ class S3Store:
                keep: Optional[RemoteDetails] = None, on_progress: Optional[Callable[[int], None]] = None,
                on_done: UploadDone) -> None:
         """Starts an upload of a file (a path) or of a seekable file object (a
-        compressed body), multipart from multipart_threshold up, with the same
-        part sizes either way. `keep`: the object this upload replaces only to
-        change its headers. `on_done(etag, error)` is called when it ends."""
+        compressed body): below multipart_threshold one PutObject on the CRT
+        (crtupload.py) where it can, else s3transfer, multipart from the
+        threshold up. `keep`: the object this upload replaces only to change
+        its headers. `on_done(etag, error)` is called when it ends."""
         args = header_args(headers, md5)
         args.update(kept_args(headers, keep))
+        if self._crt is not None and self._crt.upload(body, key, args, on_progress=on_progress, on_done=on_done):
+            return
         subscribers: List[object] = [_Ended(self, key, on_done)]
         if on_progress is not None:
             subscribers.append(_Progress(on_progress))
@@ -353,6 +356,8 @@ class S3Store:
 
     def wait_uploads(self) -> None:
         """Waits for every upload started to finish."""
+        if self._crt is not None:
+            self._crt.wait()
         if self._manager is not None:
             self._manager.shutdown()
             self._manager = None
@@ -362,21 +367,22 @@ class S3Store:
         parts are left behind to be stored (and billed) without an object.
 
         s3transfer cancels the transfers, lets the requests in flight end and
-        aborts each cancelled multipart upload. That waits at most `wait`
-        seconds (a request can hang until its read timeout); then the uploads
-        still open are aborted here. Returns (key, reason) for each that could
-        not be aborted.
-        """
+        aborts each cancelled multipart upload; the CRT's PUTs in flight may end
+        too. That waits at most `wait` seconds in all; then the CRT's requests
+        are cancelled and the uploads still open aborted here. Returns (key,
+        reason) for each that could not be aborted."""
         manager, self._manager = self._manager, None
+        ends = time.monotonic() + wait
         if manager is not None:
-            # TransferManager's context-manager exit is what cancels every
-            # tracked transfer (a KeyboardInterrupt as CancelledError) and then
-            # waits; its shutdown(cancel=True) passes its arguments in the wrong
-            # order and raises TypeError (boto/s3transfer#143).
+            # TransferManager's context-manager exit cancels every tracked transfer
+            # (a KeyboardInterrupt as CancelledError) and then waits; its shutdown(cancel=True)
+            # passes its arguments in the wrong order and raises TypeError (boto/s3transfer#143).
             waiter = threading.Thread(target=manager.__exit__, args=(type(reason), reason, None),
                                       name="upload-stop", daemon=True)
             waiter.start()
             waiter.join(wait)
+        if self._crt is not None:
+            self._crt.stop(max(0.0, ends - time.monotonic()))
         failures = []
         for key, upload_id in self.open_uploads():
             try:

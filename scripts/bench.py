@@ -547,6 +547,8 @@ def clean_env(home: Path) -> Dict[str, str]:
         "no_proxy": "127.0.0.1,localhost",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    if "S3_SYNC_CRT" in os.environ:  # S3_SYNC_CRT=0: drone-s3-sync's uploads on s3transfer, to compare the paths
+        env["S3_SYNC_CRT"] = os.environ["S3_SYNC_CRT"]
     return env
 
 

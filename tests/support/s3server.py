@@ -79,6 +79,8 @@ class Request:
     access_key: Optional[str] = None  # the SigV4 access key id that signed it; None when unsigned
     security_token: bool = False  # sent with X-Amz-Security-Token (its value is never kept)
     body: str = ""  # CloudFront POST requests only: the XML body (e.g. the InvalidationBatch)
+    meta: Dict[str, str] = field(default_factory=dict)  # x-amz-meta-* headers, names lower-case
+    user_agent: str = ""  # which client sent it: botocore ("Boto3/..."), or the CRT ("CRTS3NativeClient/...")
     arrived: float = field(default_factory=time.monotonic)  # when the server began to read it
     answered: Optional[float] = None  # when the server sent its status line
 
@@ -150,6 +152,9 @@ def _describe(environ: Dict[str, Any]) -> Request:
     elif "X-Amz-Credential" in query:
         rec.access_key = query["X-Amz-Credential"].split("/", 1)[0]
     rec.security_token = bool(environ.get("HTTP_X_AMZ_SECURITY_TOKEN") or query.get("X-Amz-Security-Token"))
+    rec.user_agent = environ.get("HTTP_USER_AGENT", "")
+    rec.meta = {name[5:].lower().replace("_", "-"): value for name, value in environ.items()
+                if name.startswith("HTTP_X_AMZ_META_")}
 
     op = None
     if path.startswith("/moto-api"):
@@ -373,6 +378,9 @@ class RecordingMotoServer:
         self.dropped_headers: set = set()
         self._paused = 0
         self._faults: List[Fault] = []
+        # key -> the ETag the server answers a PutObject of that key with, in
+        # place of moto's (an MD5 the client could have computed itself).
+        self.answer_etags: Dict[str, str] = {}
         # Port 0: werkzeug binds a free port and reports it in server_address.
         self._moto = _Server(ip_address=HOST, port=0, verbose=False)
         self.endpoint = ""
@@ -439,6 +447,9 @@ class RecordingMotoServer:
                 with contextlib.suppress(ValueError):
                     rec.status = int(status.split(None, 1)[0])
                 rec.answered = time.monotonic()
+                etag = self.answer_etags.get(rec.key or "") if rec.op == "PutObject" else None
+                if etag is not None and args:
+                    args = ([(k, f'"{etag}"' if k.lower() == "etag" else v) for k, v in args[0]],) + args[1:]
                 return start_response(status, *args)
 
             return app(environ, recording_start_response)
@@ -471,6 +482,7 @@ class RecordingMotoServer:
         with self._lock:
             self._faults.clear()
             self.dropped_headers = set()
+            self.answer_etags = {}
 
     def start(self) -> None:
         self._moto.start()

@@ -264,7 +264,7 @@ def test_wheel_holds_only_the_package_and_its_metadata(wheel: Path) -> None:
     requires = {re.split(r"[\s<>=!~;\[(]", line.split(":", 1)[1].strip())[0].lower()
                 for line in metadata.splitlines()
                 if line.startswith("Requires-Dist:") and "extra ==" not in line}
-    assert requires == {"boto3", "s3transfer", "tqdm", "xxhash", "pyyaml"}
+    assert requires == {"boto3", "s3transfer", "awscrt", "tqdm", "xxhash", "pyyaml"}
 
 
 def test_installed_wheel_runs_its_entry_point(wheel: Path, tmp_path: Path) -> None:
