@@ -80,7 +80,7 @@ def for_store(settings, client, session, connect_timeout: float) -> Optional["Cr
     if credentials is None:
         return None
     return CrtUploader(settings, client, credentials, connect_timeout=connect_timeout, session=session,
-                       ca_bundle=session._session.get_config_variable("ca_bundle"))
+                       ca_bundle=session.get_config_variable("ca_bundle"))
 
 
 def size_of(body) -> int:
@@ -320,8 +320,8 @@ class CrtUploader:
                 if self._single is None:
                     config = self._botocore.meta.config.merge(Config(retries={"mode": "standard",
                                                                               "total_max_attempts": 1}))
-                    self._single = self._session.client("s3", config=config,
-                                                        endpoint_url=self.settings.endpoint or None)
+                    self._single = self._session.create_client("s3", config=config,
+                                                               endpoint_url=self.settings.endpoint or None)
             path = isinstance(upload.body, str)
             with (open(upload.body, "rb") if path else contextlib.nullcontext(upload.body)) as body:
                 body.seek(0)

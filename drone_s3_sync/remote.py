@@ -1,7 +1,5 @@
-"""The only module that talks to S3 and CloudFront (botocore + s3transfer).
-
-s3transfer is imported when the first upload starts: a run with nothing to
-upload does without it."""
+"""The S3 and CloudFront boundary (botocore; s3transfer, imported at the first
+upload that needs it; small files through crtupload)."""
 
 from __future__ import annotations
 
@@ -339,8 +337,7 @@ class S3Store:
             except (ClientError, BotoCoreError) as exc:
                 failures.extend((k, error_text(exc)) for k in batch)
                 continue
-            for err in response.get("Errors", ()):
-                failures.append((err.get("Key", ""), f"{err.get('Code')}: {err.get('Message')}"))
+            failures.extend((e.get("Key", ""), f"{e.get('Code')}: {e.get('Message')}") for e in response.get("Errors", ()))
         return failures
 
     def remove(self, key: str) -> None:
