@@ -204,7 +204,7 @@ def imported_packages(stderr: str) -> set:
 def test_a_run_with_nothing_to_do_imports_only_what_it_uses(s3_server, s3, bucket, make_tree, run_sync):
     """Start-up is a cost of every run: one with nothing to upload reads the
     listing and the state with botocore alone; boto3 and s3transfer are not
-    imported (s3transfer is, once there is something to upload)."""
+    imported (s3transfer is, for an upload that does not go on the CRT)."""
     src, env = small_site(make_tree, s3_server, run_sync, bucket)
     proc = ok(run_sync({**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=src))
     assert summary_counts(proc.stdout)["uploaded"] == 0
@@ -212,8 +212,14 @@ def test_a_run_with_nothing_to_do_imports_only_what_it_uses(s3_server, s3, bucke
     assert "botocore" in imported and "drone_s3_sync" in imported  # the log is read right
     assert not imported & {"boto3", "s3transfer", "tqdm", "yaml"}, imported
 
+    # A small file goes up on the CRT: still no s3transfer. Without the CRT,
+    # the upload imports it (the log above would have shown it).
     (src / "a.txt").write_text("AAAA")
     proc = ok(run_sync({**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=src))
+    assert summary_counts(proc.stdout)["uploaded"] == 1
+    assert "s3transfer" not in imported_packages(proc.stderr)
+    (src / "a.txt").write_text("BBBB")
+    proc = ok(run_sync({**env, "PYTHONPROFILEIMPORTTIME": "1", "S3_SYNC_CRT": "0"}, cwd=src))
     assert summary_counts(proc.stdout)["uploaded"] == 1
     assert "s3transfer" in imported_packages(proc.stderr)
 
