@@ -70,7 +70,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("dry_run", ("PLUGIN_DRY_RUN", "DRY_RUN"), parse_bool, "Print the plan; write nothing and invalidate nothing.", flag=True),
     Option("endpoint", ("PLUGIN_ENDPOINT", "S3_SYNC_ENDPOINT", "S3_ENDPOINT"), parse_endpoint, "S3-compatible endpoint URL (a bare host gets https://).", "URL"),
     Option("path_style", ("PLUGIN_PATH_STYLE",), parse_bool, "Use path-style addressing (http://host/bucket/key).", flag=True),
-    Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 32.", "N"),
+    Option("max_concurrency", ("PLUGIN_MAX_CONCURRENCY",), lambda n, r: parse_int(n, r), "Concurrent requests. Default: 64.", "N"),
     Option("read_timeout", ("PLUGIN_READ_TIMEOUT",), parse_seconds, "Seconds to wait for S3 to start (or go on) answering a request before that attempt counts as failed and is retried. Default: 60.", "SECONDS"),
     Option("max_attempts", ("PLUGIN_MAX_ATTEMPTS",), lambda n, r: parse_int(n, r, maximum=20), "Attempts per request, the first one included, for failures worth retrying (5xx, throttling, dropped connections, timeouts). Default: 8.", "N"),
     Option("ignore_unsupported", ("PLUGIN_IGNORE_UNSUPPORTED",), parse_ignore_unsupported, "What an S3-compatible server may leave out of the objects without failing the run: acl, redirects, metadata, cache_control, content_type, content_encoding, content_disposition, content_language, expires. The first object written with each is read back once to check; one the server did not keep fails the run (exit 1) unless named here.", "NAMES"),
@@ -139,7 +139,7 @@ class Settings:
     dry_run: bool = False
     endpoint: str = ""
     path_style: bool = False
-    max_concurrency: int = 32
+    max_concurrency: int = 64
     read_timeout: float = 60.0
     max_attempts: int = 8
     progress_interval: float = 30.0  # seconds; 0: off

@@ -45,7 +45,7 @@ def test_defaults_with_only_a_bucket() -> None:
     assert s.acl == () and s.content_type == () and s.content_encoding == () and s.cache_control == ()
     assert s.metadata == () and s.redirects == () and s.cloudfront_distribution == ()
     assert s.endpoint == ""
-    assert s.max_concurrency == 32
+    assert s.max_concurrency == 64
     assert s.read_timeout == 60 and s.max_attempts == 8
     assert s.access_key == "" and s.secret_key == ""
 
