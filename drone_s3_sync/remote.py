@@ -39,11 +39,9 @@ def retry_options(settings: Settings) -> dict:
     botocore's "standard" mode: 500/502/503/504, throttling codes (SlowDown,
     ...), 429, dropped connections and timeouts are retried with truncated
     exponential backoff and full jitter (up to 0.05 s * 2**n, or 1 s * 2**n
-    for throttling, at most 20 s a wait). Not "adaptive": its client-side rate
-    limiter is shared by every thread of the client, so one SlowDown would
-    throttle the whole run, down to 0.5 requests a second when it comes early.
-    `total_max_attempts` counts the first attempt (`max_attempts` would not).
-    """
+    for throttling, at most 20 s a wait). Not "adaptive": its rate limiter is
+    shared by every thread, so one early SlowDown would throttle the whole run
+    to 0.5 requests a second. `total_max_attempts` counts the first attempt."""
     return dict(
         region_name=settings.region,
         retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
@@ -171,10 +169,12 @@ class S3Store:
                 "SignatureDoesNotMatch": "the secret key does not match the access key",
             }.get(code, error_text(exc))
             raise RemoteError(f'cannot list bucket "{self.bucket}": {cause}') from None
-        except NoCredentialsError as exc:
-            raise RemoteError(f'cannot list bucket "{self.bucket}": {error_text(exc)}{CREDENTIALS_HINT}') from None
         except BotoCoreError as exc:
-            raise RemoteError(f'cannot list bucket "{self.bucket}": {error_text(exc)}') from None
+            hint = CREDENTIALS_HINT if isinstance(exc, NoCredentialsError) else ""
+            raise RemoteError(f'cannot list bucket "{self.bucket}": {error_text(exc)}{hint}') from None
+        except RecursionError:  # botocore asks again for the region of each 301 naming none, without end
+            raise RemoteError(f'cannot list bucket "{self.bucket}": the server answers every request with a '
+                              "redirect (PermanentRedirect) that names no region: check endpoint and region") from None
         return objects
 
     def details(self, key: str, with_acl: bool = True) -> RemoteDetails:

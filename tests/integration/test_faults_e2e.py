@@ -301,6 +301,21 @@ def test_listing_fails(run_sync, s3_server, bucket, make_tree, distribution, cas
     assert s3_server.ops()["ListObjectsV2"] == (1 if case in ("no-such-bucket", "access-denied") else 2)
 
 
+def test_a_server_that_redirects_without_naming_a_region_is_one_clear_error(run_sync, s3_server, bucket,
+                                                                           make_tree):
+    """botocore asks for the bucket's region again on every 301 that does not
+    name it (HeadBucket after HeadBucket): the run says what is wrong instead
+    of "internal error: RecursionError"."""
+    tree = make_tree({"a.txt": "a"})
+    s3_server.inject("*", status=301, code="PermanentRedirect", times=None,
+                     message="The bucket you are attempting to access must be addressed using the specified endpoint.")
+    proc = run_sync(plugin_env(bucket), cwd=tree)
+    assert_one_line_error(proc, f'cannot list bucket "{bucket}": the server answers every request with a redirect '
+                                "(PermanentRedirect) that names no region: check endpoint and region")
+    assert "internal error" not in proc.stderr
+    assert s3_server.writes() == []
+
+
 # --------------------------------------------------------------------------- the state object
 
 
