@@ -67,12 +67,17 @@ def object_size(local: LocalFile, digest: Optional[Digest]) -> Optional[int]:
     return digest.size if digest is not None else None
 
 
+def _state_compares(remote: RemoteObject, digest: Digest, entry: Optional[Entry]) -> bool:
+    """The state's entry describes the listed object and both have an xxh3: those decide."""
+    return bool(entry is not None and entry.xxh and digest.xxh and entry.describes(remote))
+
+
 def content_matches(remote: RemoteObject, digest: Optional[Digest], details: Optional[RemoteDetails],
                     entry: Optional[Entry] = None) -> Optional[bool]:
     """True/False when known; None when only the object's details can tell."""
     if digest is None:
         return False
-    if entry is not None and entry.xxh and digest.xxh and entry.describes(remote):
+    if _state_compares(remote, digest, entry):
         # The listing shows the very object the state recorded, made from bytes
         # with this digest: whatever its ETag is (multipart, SSE-KMS), it is settled.
         return digest.xxh == entry.xxh
@@ -211,8 +216,7 @@ def _content_reason(remote: RemoteObject, digest: Optional[Digest], detail: Opti
     multipart ETag that no part size we tried reproduces (another tool's parts)
     with nothing else to compare (no state entry, no MD5 in its metadata)."""
     _, parts = parse_etag(remote.etag)
-    settled = (detail is not None and detail.md5) or \
-        (entry is not None and entry.xxh and digest is not None and digest.xxh and entry.describes(remote))
+    settled = (detail is not None and detail.md5) or (digest is not None and _state_compares(remote, digest, entry))
     if not parts or digest is None or settled:
         return Reason.CONTENT, ""
     tried = len(digest.multipart)

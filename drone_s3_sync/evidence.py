@@ -120,15 +120,15 @@ def _hash(local: LocalFile, need: Need, cache: Optional[CompressedCache]) -> Dig
 
 
 def _learn(local: LocalFile, remote: Optional[RemoteObject], entry: Optional[Entry], digest: Optional[Digest],
-           details: Optional[RemoteDetails], encryption: Optional[str], *, store: RemoteStore,
-           slots: threading.Semaphore, part_size: int, cache: Optional[CompressedCache]) -> _Learned:
-    """Meets one file's needs in turn: what `next_need` asks, until it asks nothing."""
+           details: Optional[RemoteDetails], encryption: Optional[str], need: Optional[Need], *,
+           store: RemoteStore, slots: threading.Semaphore, part_size: int,
+           cache: Optional[CompressedCache]) -> _Learned:
+    """Meets one file's needs in turn, from `need` (the first, already asked)
+    on: what `next_need` asks, until it asks nothing."""
     fetched = None
     for _ in range(MAX_STEPS):
-        need = next_need(local, remote, entry, digest, details if fetched is None else fetched, encryption,
-                         fetched=fetched is not None, part_size=part_size)
         if need is None:
-            break
+            return _Learned(digest=digest, details=fetched)
         if need.kind == HASH:
             try:
                 with slots:
@@ -136,13 +136,13 @@ def _learn(local: LocalFile, remote: Optional[RemoteObject], entry: Optional[Ent
             except OSError as exc:
                 return _Learned(read_error=read_error_text(exc, local.path))
         else:
-            try:
-                fetched = store.details(local.key)
-            except StoreError as exc:
-                return _Learned(digest=digest, detail_error=str(exc))
-    else:
-        raise AssertionError(f"{local.key}: needs did not end: {need}")
-    return _Learned(digest=digest, details=fetched)
+            read = _head(store, local.key)
+            if read.detail_error:
+                return _Learned(digest=digest, detail_error=read.detail_error)
+            fetched = read.details
+        need = next_need(local, remote, entry, digest, details if fetched is None else fetched, encryption,
+                         fetched=fetched is not None, part_size=part_size)
+    raise AssertionError(f"{local.key}: needs did not end: {need}")
 
 
 def _head(store: RemoteStore, key: str) -> _Learned:
@@ -169,11 +169,12 @@ def gather(files: Sequence[LocalFile], remotes: Mapping[str, RemoteObject], stat
             xxh = known.get(local.key)
             digest = Digest(xxh=fingerprint(xxh, local.encoding)) if xxh else None
             encryption = rules.headers_for(local.rel, local.path).encryption if rules.encryption else None
-            if next_need(local, remote, entry, digest, details, encryption, part_size=part_size) is None:
+            need = next_need(local, remote, entry, digest, details, encryption, part_size=part_size)
+            if need is None:
                 if digest is not None:  # settled here: no job
                     digests[local.key] = digest
                 continue
-            yield local.key, partial(_learn, local, remote, entry, digest, details, encryption, store=store,
+            yield local.key, partial(_learn, local, remote, entry, digest, details, encryption, need, store=store,
                                      slots=slots, part_size=part_size, cache=cache)
         for key in other_heads(remotes, settings, {f.key for f in files}, vouched):
             yield key, partial(_head, store, key)
